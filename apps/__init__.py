@@ -1,0 +1,1 @@
+"""User-facing commands; thin wiring of the core pieces."""

@@ -1,0 +1,106 @@
+"""Options and output every command shares: --robot, --sim, --sim-fault, --stats-json, the stats table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from robot_runtime.loop import LoopStats
+from robot_runtime.session import Session
+
+console = Console(stderr=True, highlight=False)
+
+
+@dataclass(frozen=True)
+class SimFault:
+    """`--sim-fault follower:wrist_flex:no_reply@3`: break a simulated joint 3 s into the run."""
+
+    arm: str
+    joint: str
+    fault: str
+    at_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> SimFault:
+        spec, _, at = text.partition("@")
+        parts = spec.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise argparse.ArgumentTypeError(f"--sim-fault {text!r}: expected ARM:JOINT:FAULT[@SECONDS], e.g. follower:wrist_flex:no_reply@3")
+        try:
+            at_s = float(at) if at else 0.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--sim-fault {text!r}: {at!r} is not a number of seconds") from None
+        return cls(parts[0], parts[1], parts[2], at_s)
+
+
+def add_robot_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--robot", required=True, help="built-in robot name (so100, so101) or path to a robot YAML")
+    parser.add_argument("--sim", action="store_true", help="replace every configured port with a simulator")
+    parser.add_argument(
+        "--sim-fault",
+        type=SimFault.parse,
+        action="append",
+        default=[],
+        metavar="ARM:JOINT:FAULT[@S]",
+        help="with --sim: inject a fault into a simulated joint after S seconds (e.g. follower:wrist_flex:no_reply@3)",
+    )
+
+
+def add_loop_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fps", type=float, help="control rate in Hz (default: the robot config's fps)")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument("--stats-json", type=Path, help="write the loop statistics to this JSON file")
+
+
+@contextmanager
+def scheduled_faults(session: Session, faults: list[SimFault]) -> Iterator[None]:
+    """Arm the requested faults on timers; timers are cancelled when the block ends."""
+    if faults and not session.sim:
+        raise ValueError("--sim-fault needs --sim")
+    timers = []
+    for fault in faults:
+        simulated = session.simulated.get(fault.arm)
+        if simulated is None:
+            raise ValueError(f"--sim-fault: no simulated arm {fault.arm!r} (arms: {', '.join(session.simulated)})")
+        if fault.fault not in simulated.faults:
+            raise ValueError(f"--sim-fault: unknown fault {fault.fault!r} (faults: {', '.join(simulated.faults)})")
+        if fault.at_s == 0:
+            simulated.inject(fault.joint, fault.fault)
+        else:
+            timers.append(threading.Timer(fault.at_s, simulated.inject, (fault.joint, fault.fault)))
+    for timer in timers:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        for timer in timers:
+            timer.cancel()
+
+
+def report(title: str, stats: LoopStats, extra: dict[str, Any], stats_json: Path | None) -> None:
+    table = Table(title=title, show_header=False)
+    rows = {
+        "ticks": f"{stats.ticks}",
+        "rate": f"{stats.achieved_hz:.2f} Hz (target {stats.target_hz:g})",
+        "period p50 / p99 / max": f"{stats.period_p50_ms:.2f} / {stats.period_p99_ms:.2f} / {stats.period_max_ms:.2f} ms",
+        "lateness p50 / p99": f"{stats.lateness_p50_ms:.2f} / {stats.lateness_p99_ms:.2f} ms",
+        f"late ticks (> {stats.late_threshold_ms:.1f} ms)": f"{stats.late_ticks}",
+        "missed deadlines": f"{stats.missed_deadlines}",
+    }
+    rows.update({k.replace("_", " "): str(v) for k, v in extra.items() if isinstance(v, (str, int, float))})
+    for key, value in rows.items():
+        table.add_row(key, value)
+    console.print(table)
+    if stats_json is not None:
+        stats_json.parent.mkdir(parents=True, exist_ok=True)
+        stats_json.write_text(json.dumps({"loop": stats.as_dict(), **extra}, indent=2, default=str))

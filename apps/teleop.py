@@ -1,0 +1,56 @@
+"""`robot-runtime teleop`: mirror the leader arm(s) onto the follower arm(s) at a fixed rate."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+from apps.common import add_loop_options, add_robot_options, console, report, scheduled_faults
+from robot_runtime.config import ConfigError, load_robot_config
+from robot_runtime.loop import FixedRateLoop
+from robot_runtime.robot import ArmError
+from robot_runtime.session import Session
+from robot_runtime.teleop import Teleop
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("teleop", help="mirror the leader arm(s) onto the follower arm(s)")
+    add_robot_options(parser)
+    add_loop_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_robot_config(args.robot)
+    if not config.leaders:
+        raise ConfigError(f"{config.source}: teleop needs at least one entry under 'leaders'")
+    loop = FixedRateLoop(args.fps or config.fps)
+    failure: ArmError | None = None
+    outcome = "duration reached" if args.duration else "stopped"
+    with Session(config, sim=args.sim) as session:
+        assert session.leader is not None
+        teleop = Teleop(session.leader, session.follower, config.safety)
+        teleop.start()
+        where = "simulated hardware" if args.sim else ", ".join(spec.config.port for spec in config.followers + config.leaders)
+        console.print(f"teleop [bold]{config.name}[/] on {where} at {loop.rate_hz:g} Hz: Ctrl-C to stop")
+        with scheduled_faults(session, args.sim_fault):
+            try:
+                loop.run(teleop.tick, duration_s=args.duration)
+            except KeyboardInterrupt:
+                outcome = "interrupted (Ctrl-C)"
+            except ArmError as exc:
+                failure, outcome = exc, "hardware error"
+        console.print("parking the follower and switching torque off ...")
+    extra = {
+        "robot": config.name,
+        "simulated": args.sim,
+        "outcome": outcome,
+        "safety_interventions": teleop.filter.interventions.as_dict(),
+        "stop": [asdict(r) for r in session.stop_reports],
+    }
+    report(f"teleop {config.name}", loop.stats(), extra, args.stats_json)
+    for stop in session.stop_reports:
+        console.print(stop.describe(), style=None if stop.torque_safe else "red")
+    if failure is not None:
+        console.print(f"[red]error:[/] {failure}")
+    return 0 if failure is None and session.stopped_safely else 1

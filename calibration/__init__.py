@@ -1,0 +1,1 @@
+"""Calibration: LeRobot-compatible calibration files and the raw-to-units mapping."""

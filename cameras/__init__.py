@@ -1,0 +1,1 @@
+"""Cameras: capture with a timestamp on every frame."""

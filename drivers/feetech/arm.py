@@ -1,0 +1,219 @@
+"""An SO-100/SO-101 arm (follower or leader) on a Feetech bus, in LeRobot's joint units."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from calibration.normalization import Normalizer, NormMode
+from calibration.store import Calibration, CalibrationError, calibration_root, find_calibration_file, load_calibration
+from drivers.feetech.bus import BusError, FeetechBus
+from drivers.feetech.config import FeetechArmConfig
+from drivers.feetech.control_table import REGISTERS, RESOLUTION_TICKS
+from drivers.feetech.models import norm_modes
+from robot_runtime.robot import Arm, JointSpec, JointState, StopReport, WriteResult
+
+log = logging.getLogger(__name__)
+
+PARK_RATE_HZ = 50.0
+PARK_TOLERANCE = 3.0
+"""Joint units: how close to the park pose counts as arrived."""
+PARK_SETTLE_S = 1.0
+
+
+class FeetechArm(Arm):
+    def __init__(self, config: FeetechArmConfig, name: str) -> None:
+        self.name = name
+        self.config = config
+        self.model = config.arm_model
+        self.bus = FeetechBus(
+            config.port,
+            self.model.motors,
+            baudrate=config.baudrate,
+            reply_timeout_ms=config.reply_timeout_ms,
+            retries=config.retries,
+        )
+        self.motor_names = [m.name for m in self.model.motors]
+        self.modes = norm_modes(self.motor_names, config.body_norm)
+        unknown = set(config.park_position or {}) - set(self.motor_names)
+        if unknown:
+            raise ValueError(f"{name}: park_position names unknown joints {sorted(unknown)} (joints: {self.motor_names})")
+        self._calibration_source = self.calibration_path
+        self.calibration = self._load_calibration(self._calibration_source)
+        self._norm = Normalizer.from_calibration(self.calibration, self.modes, RESOLUTION_TICKS)
+        lower, upper = self._norm.limits()
+        self.joints = tuple(
+            JointSpec(n, m.unit, float(lo), float(hi)) for n, m, lo, hi in zip(self.motor_names, self.modes, lower, upper)
+        )
+        self.park_position = np.clip(np.zeros(len(self.joints)), lower, upper)
+        self._last_position: np.ndarray | None = None
+        self._connected = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    @property
+    def calibration_path(self) -> Path:
+        if self.config.calibration_dir is not None:
+            return self.config.calibration_dir / f"{self.config.id}.json"
+        found = find_calibration_file(
+            calibration_root(), self.model.calibration_kind, self.model.calibration_names, self.config.id
+        )
+        if found is None:
+            tried = ", ".join(
+                str(calibration_root() / self.model.calibration_kind / n / f"{self.config.id}.json")
+                for n in self.model.calibration_names
+            )
+            raise CalibrationError(
+                f"{self.name}: no calibration for id '{self.config.id}' (looked for {tried}); calibrate this arm "
+                f"with LeRobot (lerobot-calibrate) or set calibration_dir in the robot config"
+            )
+        return found
+
+    def connect(self) -> None:
+        self.bus.open()
+        try:
+            self.bus.check_motors()
+            self._verify_calibration(self.calibration)
+            self._configure()
+            start = self.read().position
+            park = self.config.park_position or {}
+            self.park_position = np.array([park.get(n, p) for n, p in zip(self.motor_names, start)])
+        except BaseException:
+            self.bus.close()
+            raise
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self.bus.close()
+        self._connected = False
+
+    # -- control -----------------------------------------------------------------------------
+
+    def read(self) -> JointState:
+        values = self.bus.sync_read_span(REGISTERS["Present_Position"], REGISTERS["Present_Load"])
+        stamp = time.monotonic()
+        raw = np.array([values[n]["Present_Position"] for n in self.motor_names], dtype=np.float64)
+        ticks_per_s = np.array([values[n]["Present_Velocity"] for n in self.motor_names], dtype=np.float64)
+        load = np.array([values[n]["Present_Load"] for n in self.motor_names], dtype=np.float64)
+        position = self._norm.to_units(raw)
+        self._last_position = position
+        return JointState(
+            timestamp_s=stamp,
+            position=position,
+            velocity=ticks_per_s * self._units_per_tick,
+            effort=load / 10.0,  # per mille of the maximum torque -> percent
+        )
+
+    def write(self, targets: np.ndarray) -> WriteResult:
+        checked = self.clip(targets)
+        raw = self._norm.to_raw(checked.sent)
+        self.bus.sync_write("Goal_Position", {n: int(v) for n, v in zip(self.motor_names, raw)})
+        return WriteResult(sent=self._norm.to_units(raw), clipped=checked.clipped)
+
+    def set_torque(self, enabled: bool) -> None:
+        if enabled:
+            # Hold where the arm is: enabling torque on a stale goal would jump.
+            present = self.bus.sync_read("Present_Position")
+            self.bus.sync_write("Goal_Position", present)
+        self.bus.sync_write("Torque_Enable", {n: int(enabled) for n in self.motor_names})
+
+    def safe_stop(self) -> list[StopReport]:
+        """Followers glide to the park pose, then torque goes off; leaders only lose torque.
+
+        The move uses sync writes only (servos do not answer them), so one lost motor cannot stop
+        the others from parking; arrival is checked with reads when they still work.
+        """
+        if not self.bus.is_open:
+            return []
+        parked, detail = None, ""
+        try:
+            if self.model.role == "follower":
+                parked, detail = self._glide_to_park()
+        finally:
+            self.bus.sync_write("Torque_Enable", {n: 0 for n in self.motor_names})
+        return [StopReport(self.name, parked=parked, torque_safe=True, detail=detail)]
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @property
+    def _units_per_tick(self) -> np.ndarray:
+        n = self._norm
+        degrees = 360.0 / n.max_res
+        percent = np.where(np.array([m is NormMode.RANGE_M100_100 for m in self.modes]), 200.0, 100.0) / (n.range_max - n.range_min)
+        return np.where(np.array([m is NormMode.DEGREES for m in self.modes]), degrees, percent)
+
+    def _load_calibration(self, path: Path) -> Calibration:
+        calibration = load_calibration(path)
+        if list(calibration) != self.motor_names:
+            raise CalibrationError(f"{self.name}: calibration {path} lists motors {list(calibration)}, expected {self.motor_names}")
+        for name, motor in zip(self.motor_names, self.model.motors):
+            cal = calibration[name]
+            if cal.id != motor.id:
+                raise CalibrationError(f"{self.name}: calibration {path}: motor '{name}' has id {cal.id}, expected {motor.id}")
+            if not 0 <= cal.range_min < cal.range_max < RESOLUTION_TICKS:
+                raise CalibrationError(
+                    f"{self.name}: calibration {path}: motor '{name}' range {cal.range_min}..{cal.range_max} is invalid: recalibrate"
+                )
+        return calibration
+
+    def _verify_calibration(self, calibration: Calibration) -> None:
+        """The motors store their homing offset and limits; a file that disagrees means the wrong arm
+        or a stale file, and positions would be silently wrong."""
+        held = {
+            register: self.bus.sync_read(register)
+            for register in ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit")
+        }
+        for name in self.motor_names:
+            cal = calibration[name]
+            expected = {"Homing_Offset": cal.homing_offset, "Min_Position_Limit": cal.range_min, "Max_Position_Limit": cal.range_max}
+            diff = {r: (v, held[r][name]) for r, v in expected.items() if held[r][name] != v}
+            if diff:
+                detail = ", ".join(f"{r} file {f} motor {m}" for r, (f, m) in diff.items())
+                raise CalibrationError(
+                    f"{self.name}: motor '{name}' on {self.config.port} does not hold the calibration in "
+                    f"{self._calibration_source} ({detail}): is the right arm on this port? Otherwise recalibrate it"
+                )
+
+    def _configure(self) -> None:
+        """Write the model's registers where they differ (EEPROM wears), leaving a follower holding its pose."""
+        with self.bus.torque_disabled():
+            for name in self.motor_names:
+                for register, value in self.model.configure_values(name).items():
+                    if self.bus.read(register, name) != value:
+                        self.bus.write(register, name, value)
+            if self.model.role == "follower":
+                self.bus.sync_write("Goal_Position", self.bus.sync_read("Present_Position"))
+        if self.model.role == "leader":
+            self.bus.sync_write("Torque_Enable", {n: 0 for n in self.motor_names})
+
+    def _glide_to_park(self) -> tuple[bool, str]:
+        start = self._last_position
+        if start is None:
+            start = self.read().position
+        target = np.clip(self.park_position, self.lower_limits, self.upper_limits)
+        duration_s = float(np.max(np.abs(target - start)) / self.config.park_speed_per_s)
+        steps = max(1, int(np.ceil(duration_s * PARK_RATE_HZ)))
+        t0 = time.monotonic()
+        for k in range(1, steps + 1):
+            s = k / steps
+            blend = 0.5 - 0.5 * np.cos(np.pi * s)  # zero velocity at both ends
+            self.write(start + blend * (target - start))
+            time.sleep(max(0.0, t0 + k / PARK_RATE_HZ - time.monotonic()))
+        deadline = time.monotonic() + PARK_SETTLE_S
+        while True:
+            try:
+                error = float(np.max(np.abs(self.read().position - target)))
+            except BusError as exc:
+                return False, f"arrival not confirmed: {exc}"
+            if error <= PARK_TOLERANCE:
+                return True, ""
+            if time.monotonic() > deadline:
+                return False, f"still {error:.1f} from the park pose after {PARK_SETTLE_S:g} s; torque went off there"
+            time.sleep(1.0 / PARK_RATE_HZ)

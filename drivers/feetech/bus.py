@@ -1,0 +1,314 @@
+"""A Feetech servo bus on the vendor SDK (scservo_sdk): sync reads and writes by register name, bounded
+timeouts, retries, and errors that say which motor, which port and what to check."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import termios
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import scservo_sdk as scs
+import serial
+
+from drivers.feetech.control_table import (
+    ERROR_BITS,
+    REGISTERS,
+    STS3215_MODEL_NUMBER,
+    Register,
+    from_wire,
+    to_wire,
+)
+from robot_runtime.robot import ArmError
+
+log = logging.getLogger(__name__)
+
+SDK_BAUD_RATES = (4800, 9600, 14400, 19200, 38400, 57600, 115200, 128000, 250000, 500000, 1000000)
+
+
+class BusError(ArmError):
+    """The bus or a motor on it failed; the message names the port and motor and says what to check."""
+
+
+class MotorNotRespondingError(BusError):
+    def __init__(self, message: str, motor_ids: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.motor_ids = motor_ids
+
+
+class MotorFaultError(BusError):
+    """A motor answered with its error byte set (overload, overheating, voltage...)."""
+
+    def __init__(self, message: str, motor_id: int, error_byte: int) -> None:
+        super().__init__(message)
+        self.motor_id = motor_id
+        self.error_byte = error_byte
+
+
+@dataclass(frozen=True)
+class Motor:
+    name: str
+    id: int
+    model_number: int = STS3215_MODEL_NUMBER
+
+
+class BoundedPortHandler(scs.PortHandler):
+    """The SDK's port with two changes: the reply timeout is ours (the SDK's is derived from a 16 ms
+    latency timer, 34 ms per missing reply) and waiting for bytes blocks in select() instead of
+    spinning a core."""
+
+    def __init__(self, port_name: str, reply_timeout_ms: float) -> None:
+        super().__init__(port_name)
+        self.reply_timeout_ms = reply_timeout_ms
+
+    def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (SDK name)
+        self.packet_start_time = self.getCurrentTime()
+        self.packet_timeout = self.tx_time_per_byte * packet_length + self.reply_timeout_ms
+
+    def readPort(self, length: int) -> bytes:  # noqa: N802 (SDK name)
+        remaining_s = max(0.0, (self.packet_timeout - self.getTimeSinceStart()) / 1e3)
+        select.select([self.ser.fileno()], [], [], remaining_s)
+        return self.ser.read(length)
+
+
+class FeetechBus:
+    """One serial port with a chain of Feetech servos. Thread-safe; every call is bounded in time by
+    `(retries + 1) * reply_timeout_ms` plus transfer time."""
+
+    def __init__(
+        self,
+        port: str,
+        motors: Sequence[Motor],
+        *,
+        baudrate: int = 1_000_000,
+        reply_timeout_ms: float = 5.0,
+        retries: int = 1,
+    ) -> None:
+        if baudrate not in SDK_BAUD_RATES:
+            raise ValueError(f"baud rate {baudrate} is not supported by the Feetech SDK (use one of {SDK_BAUD_RATES})")
+        self.port = port
+        self.motors = tuple(sorted(motors, key=lambda m: m.id))
+        self.baudrate = baudrate
+        self.retries = retries
+        self._by_name = {m.name: m for m in self.motors}
+        self._by_id = {m.id: m for m in self.motors}
+        self._port = BoundedPortHandler(port, reply_timeout_ms)
+        self._packets = scs.PacketHandler(0)
+        self._lock = threading.Lock()
+        self.is_open = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        try:
+            ok = self._port.openPort() and self._port.setBaudRate(self.baudrate)
+        except serial.SerialException as exc:
+            raise BusError(_open_hint(self.port, exc)) from exc
+        if not ok:
+            raise BusError(f"cannot set {self.baudrate} baud on {self.port}")
+        self.is_open = True
+
+    def close(self) -> None:
+        if self.is_open:
+            self._port.closePort()
+            self.is_open = False
+
+    def check_motors(self) -> None:
+        """Ping every motor and check its model; raise naming every missing or unexpected motor."""
+        missing = tuple(m.id for m in self.motors if not self._ping(m.id))
+        if missing:
+            raise self._not_responding(missing, "ping")
+        for motor in self.motors:
+            model = self.read("Model_Number", motor.name)
+            if model != motor.model_number:
+                raise BusError(
+                    f"motor {motor.id} ({motor.name}) on {self.port} reports model {model}, expected "
+                    f"{motor.model_number}: check that the right arm is on this port and the motor IDs are set"
+                )
+
+    # -- register access ---------------------------------------------------------------------
+
+    def sync_read(self, register: str, names: Sequence[str] | None = None) -> dict[str, int]:
+        reg = REGISTERS[register]
+        return {name: values[register] for name, values in self.sync_read_span(reg, reg, names).items()}
+
+    def sync_read_span(self, first: Register, last: Register, names: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
+        """Read every register from `first` to `last` inclusive in one SYNC_READ, decoded per motor."""
+        motors = self._motors(names)
+        length = last.address + last.size - first.address
+        ids = [m.id for m in motors]
+        raw = self._with_retries(lambda: self._sync_read_once(first.address, length, ids), ids, "sync read")
+        span = [r for r in REGISTERS.values() if first.address <= r.address and r.address + r.size <= first.address + length]
+        return {
+            self._by_id[i].name: {r.name: from_wire(r, _le(data, r.address - first.address, r.size)) for r in span}
+            for i, data in raw.items()
+        }
+
+    def sync_write(self, register: str, values: dict[str, int]) -> None:
+        """Write one register on several motors in one SYNC_WRITE. Servos do not answer a sync write,
+        so this works even when a motor is missing: use it for the stop path."""
+        reg = REGISTERS[register]
+        group = scs.GroupSyncWrite(self._port, self._packets, reg.address, reg.size)
+        for name, value in values.items():
+            group.addParam(self._motor(name).id, list(to_wire(reg, value).to_bytes(reg.size, "little")))
+        with self._lock, self._io_errors():
+            group.txPacket()
+            self._port.is_using = False
+
+    def read(self, register: str, name: str) -> int:
+        reg, motor = REGISTERS[register], self._motor(name)
+
+        def once() -> dict[int, bytes]:
+            data, result, error = self._packets.readTxRx(self._port, motor.id, reg.address, reg.size)
+            self._check(motor.id, result, error)
+            return {motor.id: bytes(data)}
+
+        data = self._with_retries(once, [motor.id], f"read of {register}")[motor.id]
+        return from_wire(reg, _le(data, 0, reg.size))
+
+    def write(self, register: str, name: str, value: int) -> None:
+        """Write one register and wait for the motor's acknowledgement."""
+        reg, motor = REGISTERS[register], self._motor(name)
+        payload = list(to_wire(reg, value).to_bytes(reg.size, "little"))
+
+        def once() -> dict[int, bytes]:
+            result, error = self._packets.writeTxRx(self._port, motor.id, reg.address, reg.size, payload)
+            self._check(motor.id, result, error)
+            return {}
+
+        self._with_retries(once, [motor.id], f"write of {register}")
+
+    @contextlib.contextmanager
+    def torque_disabled(self, names: Sequence[str] | None = None) -> Iterator[None]:
+        """Torque off and EEPROM unlocked inside the block; torque back on and locked after it."""
+        motors = self._motors(names)
+        self.sync_write("Torque_Enable", {m.name: 0 for m in motors})
+        self.sync_write("Lock", {m.name: 0 for m in motors})
+        try:
+            yield
+        finally:
+            self.sync_write("Torque_Enable", {m.name: 1 for m in motors})
+            self.sync_write("Lock", {m.name: 1 for m in motors})
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _sync_read_once(self, address: int, length: int, ids: list[int]) -> dict[int, bytes]:
+        # GroupSyncRead drops each reply's error byte, so the reply loop uses the SDK's primitives.
+        result = self._packets.syncReadTx(self._port, address, length, ids, len(ids))
+        if result != scs.COMM_SUCCESS:
+            raise _Failure(ids[0], result, 0)
+        out: dict[int, bytes] = {}
+        for motor_id in ids:
+            data, result, error = self._packets.readRx(self._port, motor_id, length)
+            self._check(motor_id, result, error)
+            out[motor_id] = bytes(data)
+        return out
+
+    def _with_retries(self, once, ids: list[int], what: str):
+        failure: _Failure | None = None
+        for _ in range(self.retries + 1):
+            with self._lock, self._io_errors():
+                try:
+                    return once()
+                except _Failure as exc:
+                    failure = exc
+                    self._port.is_using = False
+                    self._port.ser.reset_input_buffer()
+                    if exc.error_byte:
+                        break  # the motor answered: retrying will not clear its fault
+        assert failure is not None
+        if failure.error_byte:
+            raise self._fault(failure.motor_id, failure.error_byte)
+        if failure.result == scs.COMM_RX_CORRUPT:
+            motor = self._by_id.get(failure.motor_id)
+            label = f"motor {failure.motor_id} ({motor.name})" if motor else f"motor {failure.motor_id}"
+            raise BusError(
+                f"{label} sent corrupted replies on {self.port} ({what}, {self.retries + 1} tries): "
+                f"check the cable at motor {failure.motor_id}, that the baud rate is {self.baudrate}, "
+                "and that no other program uses the port"
+            )
+        missing = tuple(i for i in ids if i == failure.motor_id or not self._ping(i))
+        raise self._not_responding(missing, what)
+
+    def _check(self, motor_id: int, result: int, error: int) -> None:
+        if result != scs.COMM_SUCCESS or error:
+            raise _Failure(motor_id, result, error)
+
+    def _ping(self, motor_id: int) -> bool:
+        with self._lock, self._io_errors():
+            for _ in range(self.retries + 1):
+                _, result, _ = self._packets.ping(self._port, motor_id)
+                if result == scs.COMM_SUCCESS:
+                    return True
+                self._port.is_using = False
+                self._port.ser.reset_input_buffer()
+        return False
+
+    def _not_responding(self, missing: tuple[int, ...], what: str) -> MotorNotRespondingError:
+        names = ", ".join(f"{i} ({self._by_id[i].name})" for i in missing)
+        first = missing[0]
+        order = [m.id for m in self.motors]
+        index = order.index(first)
+        before = "the controller board" if index == 0 else f"motor {order[index - 1]}"
+        after_answering = any(i not in missing for i in order[index + 1 :])
+        if after_answering:
+            hint = (
+                f"motors after it still answer, so the chain is intact: check motor {first} itself "
+                "(its connector, its ID and baud rate) and the power supply"
+            )
+        else:
+            hint = f"check the cable between {before} and motor {first} and the power supply"
+        noun = "motor" if len(missing) == 1 else "motors"
+        return MotorNotRespondingError(f"{noun} {names} did not answer on {self.port} ({what}): {hint}", missing)
+
+    def _fault(self, motor_id: int, error_byte: int) -> MotorFaultError:
+        motor = self._by_id[motor_id]
+        problems = [text for bit, text in ERROR_BITS.items() if error_byte & bit]
+        what = "; ".join(f"{problem} ({advice})" for problem, advice in problems) or f"error byte 0x{error_byte:02x}"
+        return MotorFaultError(f"motor {motor_id} ({motor.name}) on {self.port} reports {what}", motor_id, error_byte)
+
+    def _motor(self, name: str) -> Motor:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no motor named {name!r} on {self.port} (motors: {', '.join(self._by_name)})") from None
+
+    def _motors(self, names: Sequence[str] | None) -> list[Motor]:
+        return list(self.motors) if names is None else [self._motor(n) for n in names]
+
+    @contextlib.contextmanager
+    def _io_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, termios.error, serial.SerialException) as exc:  # termios.error: the device went away
+            raise BusError(f"serial port {self.port} failed: {exc}: check that the USB cable is still plugged in") from exc
+
+
+class _Failure(Exception):
+    """One failed exchange inside a retry loop (never escapes the bus)."""
+
+    def __init__(self, motor_id: int, result: int, error_byte: int) -> None:
+        super().__init__(motor_id, result, error_byte)
+        self.motor_id = motor_id
+        self.result = result
+        self.error_byte = error_byte
+
+
+def _le(data: bytes, offset: int, size: int) -> int:
+    return int.from_bytes(data[offset : offset + size], "little")
+
+
+def _open_hint(port: str, exc: serial.SerialException) -> str:
+    text = str(exc)
+    if "No such file" in text or "could not open port" in text and "Errno 2" in text:
+        advice = "the port does not exist: check the USB cable and the port name (ls /dev/serial/by-id/ lists attached adapters)"
+    elif "Permission denied" in text or "Errno 13" in text:
+        advice = "permission denied: add yourself to the dialout group (sudo usermod -aG dialout $USER, then log in again)"
+    elif "busy" in text.lower() or "Errno 16" in text:
+        advice = "the port is busy: close any other program using it"
+    else:
+        advice = "check the USB cable and the port name in the robot config"
+    return f"cannot open serial port {port}: {advice} ({text})"

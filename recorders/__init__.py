@@ -1,0 +1,1 @@
+"""Recorders: datasets and logs written off the control loop."""

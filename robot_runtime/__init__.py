@@ -1,0 +1,1 @@
+"""The core every mode shares: config, Robot interface, rig, control loop, safety, sessions."""

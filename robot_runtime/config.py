@@ -1,0 +1,186 @@
+"""Robot setup files (configs/robots/*.yaml): strict validation, errors that name the file, the key and the reason."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+import drivers
+from robot_runtime.family import ArmFamily
+
+
+class ConfigError(ValueError):
+    """A robot config could not be used; the message says which file, which key and why."""
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored on a robot."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SafetyConfig(StrictModel):
+    max_start_gap: float = Field(20.0, gt=0)
+    """Refuse to start when leader and follower differ by more than this on any joint (joint units)."""
+    max_step: float = Field(5.0, gt=0)
+    """Largest change of a joint target in one tick (joint units)."""
+    ramp_s: float = Field(1.0, ge=0)
+    """Soft start: blend from the follower's pose to the leader's over this long."""
+
+
+class DemoConfig(StrictModel):
+    """The scripted demonstration a simulated leader plays: waypoints in joint units, looped."""
+
+    hold_s: float = Field(1.0, ge=0)
+    segment_s: float = Field(1.5, gt=0)
+    waypoints: list[dict[str, float]] = Field(min_length=1)
+
+
+class SimConfig(StrictModel):
+    start_pose: dict[str, float]
+    """Where simulated arms rest when the simulator starts (joint units, per joint name)."""
+    demo: DemoConfig
+
+
+class ArmEntry(StrictModel):
+    """The family-independent part of an arm entry; the rest is validated by the family's own model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    family: str
+    prefix: str = ""
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_identifier(cls, value: str) -> str:
+        if value and not value.isidentifier():
+            raise ValueError(f"prefix {value!r} must be empty or an identifier like 'left'")
+        return value
+
+
+class RobotFile(StrictModel):
+    name: str
+    robot_type: str
+    """Written into datasets; LeRobot's robot type string for this setup."""
+    fps: float = Field(30.0, gt=0, le=1000)
+    followers: list[ArmEntry] = Field(min_length=1)
+    leaders: list[ArmEntry] = []
+    safety: SafetyConfig = SafetyConfig()
+    sim: SimConfig | None = None
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One arm of a setup, validated: its role, its prefix in the rig and its family's config."""
+
+    role: str
+    prefix: str
+    family: ArmFamily
+    config: BaseModel
+
+    @property
+    def label(self) -> str:
+        return f"{self.prefix}_{self.role}" if self.prefix else self.role
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    source: Path
+    name: str
+    robot_type: str
+    fps: float
+    safety: SafetyConfig
+    sim: SimConfig | None
+    followers: tuple[ArmSpec, ...]
+    leaders: tuple[ArmSpec, ...]
+
+    def with_arms(self, followers: tuple[ArmSpec, ...], leaders: tuple[ArmSpec, ...]) -> RobotConfig:
+        return RobotConfig(self.source, self.name, self.robot_type, self.fps, self.safety, self.sim, followers, leaders)
+
+
+def builtin_robot_names() -> list[str]:
+    files = importlib.resources.files("configs.robots").iterdir()
+    return sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml"))
+
+
+def resolve_robot_path(robot: str) -> Path:
+    """`--robot` takes a built-in name (so100) or a path to a YAML file."""
+    if robot.endswith((".yaml", ".yml")) or "/" in robot:
+        path = Path(robot)
+        if not path.is_file():
+            raise ConfigError(f"robot config {path} does not exist")
+        return path
+    if robot not in builtin_robot_names():
+        raise ConfigError(f"unknown robot {robot!r}: built-in robots are {', '.join(builtin_robot_names())}, or pass a path to a YAML file")
+    return Path(str(importlib.resources.files("configs.robots") / f"{robot}.yaml"))
+
+
+def load_robot_config(robot: str) -> RobotConfig:
+    path = resolve_robot_path(robot)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        parsed = RobotFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+    followers = tuple(_arm_spec(path, "followers", i, "follower", e) for i, e in enumerate(parsed.followers))
+    leaders = tuple(_arm_spec(path, "leaders", i, "leader", e) for i, e in enumerate(parsed.leaders))
+    for key, arms in (("followers", followers), ("leaders", leaders)):
+        prefixes = [a.prefix for a in arms]
+        if len(set(prefixes)) != len(prefixes):
+            raise ConfigError(f"{path}: key '{key}': prefixes must be unique, got {prefixes}")
+    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders)
+
+
+def load_family(name: str) -> ArmFamily:
+    """Import `drivers.<name>` and return its FAMILY: a new arm family is a new folder, nothing else."""
+    known = sorted(m.name for m in pkgutil.iter_modules(drivers.__path__) if m.ispkg)
+    if name not in known:
+        raise ValueError(f"unknown arm family {name!r} (known: {', '.join(known)})")
+    family = getattr(importlib.import_module(f"drivers.{name}"), "FAMILY", None)
+    if not isinstance(family, ArmFamily):
+        raise ValueError(f"drivers.{name} does not define FAMILY")
+    return family
+
+
+def _arm_spec(path: Path, key: str, index: int, role: str, entry: ArmEntry) -> ArmSpec:
+    where = f"{key}[{index}]"
+    try:
+        family = load_family(entry.family)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: key '{where}.family': {exc}") from None
+    settings: dict[str, Any] = dict(entry.model_extra or {})
+    try:
+        config = family.config_model.model_validate(settings)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc, where)) from None
+    try:
+        family.check_role(config, role)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: key '{where}': {exc}") from None
+    return ArmSpec(role=role, prefix=entry.prefix, family=family, config=config)
+
+
+def _describe(path: Path, exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for error in exc.errors():
+        parts = [prefix] if prefix else []
+        for loc in error["loc"]:
+            if isinstance(loc, int):
+                parts[-1:] = [f"{parts[-1]}[{loc}]"] if parts else [f"[{loc}]"]
+            else:
+                parts.append(str(loc))
+        key = ".".join(parts) or "(top level)"
+        reason = "unknown key (check the spelling)" if error["type"] == "extra_forbidden" else error["msg"]
+        lines.append(f"{path}: key '{key}': {reason}")
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""What a hardware family (one folder under drivers/) offers the runtime: its config schema, how to
+build an arm, and how to stand in for its hardware with a simulator."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from robot_runtime.robot import Arm
+
+if TYPE_CHECKING:
+    from robot_runtime.config import ArmSpec, SimConfig
+
+
+@dataclass(frozen=True)
+class SimulatedArm:
+    """An arm config rewritten to point at a running simulator, where a client can reach it, and a
+    way to break one of its joints on purpose (for tests and demonstrations of the stop path)."""
+
+    config: BaseModel
+    address: str
+    inject: Callable[[str, str], None]
+    """(joint name, fault name) -> None."""
+    faults: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ArmFamily:
+    name: str
+    config_model: type[BaseModel]
+    build: Callable[[BaseModel, str], Arm]
+    """(validated config, arm name) -> an unconnected Arm."""
+    simulate: Callable[[Sequence[ArmSpec], SimConfig, contextlib.ExitStack], list[SimulatedArm]]
+    """Start simulators for these arms (stopped by the exit stack) and return configs pointing at them."""
+    roles: Callable[[BaseModel], str]
+    """The role ("leader" or "follower") the configured model can play."""
+
+    def check_role(self, config: BaseModel, role: str) -> None:
+        if self.roles(config) != role:
+            raise ValueError(f"a {self.roles(config)} arm cannot be listed as a {role}")

@@ -1,0 +1,127 @@
+"""The interface every arm family implements (bus servos, IP arms, RDK arms) and the types it speaks."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class JointSpec:
+    """One controllable joint: its name, the unit positions are given in, and its position limits."""
+
+    name: str
+    unit: str
+    """"deg", "rad", "percent" (grippers 0..100) or "m"."""
+    lower: float
+    upper: float
+
+    def __post_init__(self) -> None:
+        if not self.lower < self.upper:
+            raise ValueError(f"joint {self.name}: lower limit {self.lower} must be below upper limit {self.upper}")
+
+
+@dataclass(frozen=True)
+class JointState:
+    """What an arm reported at one instant; `timestamp_s` is host monotonic time when the read completed."""
+
+    timestamp_s: float
+    position: np.ndarray
+    velocity: np.ndarray | None = None
+    effort: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The targets actually sent to the hardware after the driver's own clipping, and which joints were clipped."""
+
+    sent: np.ndarray
+    clipped: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """How one arm's safe stop went, so every exit path can tell the user what state the arm is in."""
+
+    arm: str
+    parked: bool | None
+    """True when a read confirmed the park pose; False when it was not reached or not confirmed;
+    None for arms that are not parked (leaders)."""
+    torque_safe: bool
+    detail: str = ""
+
+    def describe(self) -> str:
+        park = {True: "parked", False: "not confirmed parked", None: "not parked (leader)"}[self.parked]
+        torque = "torque safe" if self.torque_safe else "TORQUE STATE UNKNOWN"
+        return f"{self.arm}: {park}, {torque}" + (f" ({self.detail})" if self.detail else "")
+
+
+class ArmError(RuntimeError):
+    """A hardware problem the user can act on; the message names the arm, the part and what to check."""
+
+
+class Arm(abc.ABC):
+    """One physical arm (follower or leader) behind a vendor SDK.
+
+    Positions are in each joint's unit, in the order of `joints`. Implementations must make
+    `safe_stop` and `disconnect` safe to call at any time, including after a failed connect.
+    """
+
+    name: str
+    joints: tuple[JointSpec, ...]
+    park_position: np.ndarray
+    """Where the arm rests safely with torque off (bus arms) or holds before power-down (IP arms)."""
+
+    @property
+    def joint_names(self) -> list[str]:
+        return [j.name for j in self.joints]
+
+    @property
+    def lower_limits(self) -> np.ndarray:
+        return np.array([j.lower for j in self.joints], dtype=np.float64)
+
+    @property
+    def upper_limits(self) -> np.ndarray:
+        return np.array([j.upper for j in self.joints], dtype=np.float64)
+
+    @property
+    @abc.abstractmethod
+    def is_connected(self) -> bool: ...
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Open the transport, check every joint answers, and bring the arm into its control mode."""
+
+    @abc.abstractmethod
+    def read(self) -> JointState: ...
+
+    @abc.abstractmethod
+    def write(self, targets: np.ndarray) -> WriteResult:
+        """Command joint position targets; returns what was actually sent after clipping to the limits."""
+
+    @abc.abstractmethod
+    def set_torque(self, enabled: bool) -> None: ...
+
+    @abc.abstractmethod
+    def safe_stop(self) -> list[StopReport]:
+        """Move to the park position at a gentle speed, then leave the arm torque-safe. Never raises for
+        a single unresponsive joint: it parks what it can and says so in its report."""
+
+    @abc.abstractmethod
+    def disconnect(self) -> None:
+        """Release the transport. Does not move the arm; call `safe_stop` first."""
+
+    def clip(self, targets: np.ndarray) -> WriteResult:
+        """Clip targets into the joint limits; every driver's `write` goes through this, so a NaN or a
+        wrong-length vector never reaches a motor whatever the caller did."""
+        targets = np.asarray(targets, dtype=np.float64)
+        if targets.shape != (len(self.joints),):
+            raise ValueError(f"{self.name}: expected {len(self.joints)} targets, got shape {targets.shape}")
+        bad = ~np.isfinite(targets)
+        if bad.any():
+            names = [self.joints[i].name for i in np.flatnonzero(bad)]
+            raise ValueError(f"{self.name}: non-finite target for {', '.join(names)}; nothing was sent")
+        sent = np.clip(targets, self.lower_limits, self.upper_limits)
+        return WriteResult(sent=sent, clipped=sent != targets)

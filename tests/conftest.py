@@ -1,0 +1,53 @@
+"""Shared fixtures: simulated Feetech buses over real pseudo-terminals, and robot configs on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drivers.feetech.bus import FeetechBus
+from drivers.feetech.models import SO_MOTORS
+from drivers.feetech.sim_bus import FeetechBusSimulator
+from drivers.feetech.sim_servo import SimServo
+from robot_runtime.config import resolve_robot_path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_calibration_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may read or write the user's real LeRobot calibrations."""
+    monkeypatch.setenv("HF_LEROBOT_CALIBRATION", str(tmp_path / "lerobot-calibration"))
+
+
+@pytest.fixture
+def so_bus_sim() -> Iterator[FeetechBusSimulator]:
+    """Six STS3215 servos with SO-100 ids on one simulated bus."""
+    with FeetechBusSimulator(SimServo(m.id) for m in SO_MOTORS) as sim:
+        yield sim
+
+
+@pytest.fixture
+def so_bus(so_bus_sim: FeetechBusSimulator) -> Iterator[FeetechBus]:
+    bus = FeetechBus(so_bus_sim.port_path, SO_MOTORS, reply_timeout_ms=5, retries=1)
+    bus.open()
+    yield bus
+    bus.close()
+
+
+@pytest.fixture
+def so100_yaml() -> dict:
+    return yaml.safe_load(resolve_robot_path("so100").read_text())
+
+
+@pytest.fixture
+def write_robot(tmp_path: Path):
+    """Write a robot config dict to a YAML file and return its path."""
+
+    def write(config: dict, name: str = "robot.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write

@@ -1,0 +1,55 @@
+"""Real SO-100/SO-101 arms. Skipped unless ROBOT_RUNTIME_HARDWARE names a robot config (e.g. so101 or
+a YAML path) whose ports exist; set ROBOT_RUNTIME_ALLOW_MOTION=1 to also run a short teleop."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_runtime.config import load_robot_config
+from robot_runtime.loop import FixedRateLoop
+from robot_runtime.session import Session
+from robot_runtime.teleop import Teleop
+
+pytestmark = pytest.mark.hardware
+
+
+@pytest.fixture(autouse=True)
+def _real_calibration_root(monkeypatch):
+    """Hardware tests use the user's own LeRobot calibrations, not the isolated test folder."""
+    if "ROBOT_RUNTIME_HARDWARE_CALIBRATION" in os.environ:
+        monkeypatch.setenv("HF_LEROBOT_CALIBRATION", os.environ["ROBOT_RUNTIME_HARDWARE_CALIBRATION"])
+    else:
+        monkeypatch.delenv("HF_LEROBOT_CALIBRATION", raising=False)
+
+
+@pytest.fixture
+def hardware_config():
+    robot = os.environ.get("ROBOT_RUNTIME_HARDWARE")
+    if not robot:
+        pytest.skip("no arm attached: set ROBOT_RUNTIME_HARDWARE to a robot config (e.g. so101) to run on hardware")
+    config = load_robot_config(robot)
+    missing = [a.config.port for a in config.followers + config.leaders if not Path(a.config.port).exists()]
+    if missing:
+        pytest.skip(f"ports {missing} of {robot} are not present")
+    return config
+
+
+def test_real_arms_connect_and_report_positions_inside_their_limits(hardware_config):
+    with Session(hardware_config, sim=False) as session:
+        for rig in (session.follower, session.leader):
+            state = rig.read()
+            assert np.all(state.position >= rig.lower_limits - 5) and np.all(state.position <= rig.upper_limits + 5)
+    assert all(r.torque_safe for r in session.stop_reports)
+
+
+def test_real_teleop_runs_for_three_seconds(hardware_config):
+    if os.environ.get("ROBOT_RUNTIME_ALLOW_MOTION") != "1":
+        pytest.skip("the arm would move: set ROBOT_RUNTIME_ALLOW_MOTION=1 with the workspace clear")
+    with Session(hardware_config, sim=False) as session:
+        teleop = Teleop(session.leader, session.follower, hardware_config.safety)
+        teleop.start()
+        stats = FixedRateLoop(hardware_config.fps).run(teleop.tick, duration_s=3)
+    assert stats.ticks > 0.9 * 3 * hardware_config.fps
+    assert all(r.torque_safe for r in session.stop_reports)
