@@ -42,8 +42,21 @@ class SimFault:
         return cls(parts[0], parts[1], parts[2], at_s)
 
 
-def add_robot_options(parser: argparse.ArgumentParser) -> None:
+def add_robot_choice(parser: argparse.ArgumentParser) -> None:
+    """--robot and --set: which setup, and per-run changes to it."""
     parser.add_argument("--robot", required=True, help="built-in robot name (so100, so101) or path to a robot YAML")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a robot config value, e.g. --set followers.0.port=/dev/ttyACM0 --set followers.0.id=my_arm",
+    )
+
+
+def add_robot_options(parser: argparse.ArgumentParser) -> None:
+    add_robot_choice(parser)
     parser.add_argument("--sim", action="store_true", help="replace every configured port with a simulator")
     parser.add_argument(
         "--sim-fault",

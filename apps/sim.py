@@ -9,20 +9,20 @@ import threading
 
 from rich.table import Table
 
-from apps.common import SimFault, console
+from apps.common import SimFault, add_robot_choice, console
 from robot_runtime.config import ConfigError, load_robot_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("sim", help="serve simulated hardware (e.g. a Feetech bus on a pty) until Ctrl-C")
     parser.add_argument("family", help="hardware family to simulate, e.g. feetech")
-    parser.add_argument("--robot", required=True, help="built-in robot name or path to a robot YAML")
+    add_robot_choice(parser)
     parser.add_argument("--fault", type=SimFault.parse, action="append", default=[], metavar="ARM:JOINT:FAULT[@S]")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_robot_config(args.robot)
+    config = load_robot_config(args.robot, args.overrides)
     arms = [a for a in config.followers + config.leaders if a.family.name == args.family]
     if not arms:
         raise ConfigError(f"{config.source}: no arm of family {args.family!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import asdict
 
 from apps.common import add_loop_options, add_robot_options, console, report, scheduled_faults
@@ -11,6 +12,8 @@ from robot_runtime.loop import FixedRateLoop
 from robot_runtime.robot import ArmError
 from robot_runtime.session import Session
 from robot_runtime.teleop import Teleop
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,11 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_robot_config(args.robot)
+    config = load_robot_config(args.robot, args.overrides)
     if not config.leaders:
         raise ConfigError(f"{config.source}: teleop needs at least one entry under 'leaders'")
     loop = FixedRateLoop(args.fps or config.fps)
-    failure: ArmError | None = None
+    failure: Exception | None = None
     outcome = "duration reached" if args.duration else "stopped"
     with Session(config, sim=args.sim) as session:
         assert session.leader is not None
@@ -40,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
                 outcome = "interrupted (Ctrl-C)"
             except ArmError as exc:
                 failure, outcome = exc, "hardware error"
+            except Exception as exc:  # still park, report and exit non-zero; -v shows the traceback
+                log.exception("teleop stopped by an unexpected error")
+                failure, outcome = exc, f"error ({type(exc).__name__})"
         console.print("parking the follower and switching torque off ...")
     extra = {
         "robot": config.name,

@@ -6,6 +6,7 @@ import importlib
 import importlib.resources
 import pkgutil
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,9 @@ def resolve_robot_path(robot: str) -> Path:
     return Path(str(importlib.resources.files("configs.robots") / f"{robot}.yaml"))
 
 
-def load_robot_config(robot: str) -> RobotConfig:
+def load_robot_config(robot: str, overrides: Sequence[str] = ()) -> RobotConfig:
+    """Load a robot config; `overrides` are `key.path=value` strings (`followers.0.port=/dev/ttyACM0`)
+    applied before validation, values parsed as YAML."""
     path = resolve_robot_path(robot)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -129,6 +132,8 @@ def load_robot_config(robot: str) -> RobotConfig:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    for override in overrides:
+        _apply_override(path, raw, override)
     try:
         parsed = RobotFile.model_validate(raw)
     except ValidationError as exc:
@@ -140,6 +145,24 @@ def load_robot_config(robot: str) -> RobotConfig:
         if len(set(prefixes)) != len(prefixes):
             raise ConfigError(f"{path}: key '{key}': prefixes must be unique, got {prefixes}")
     return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders)
+
+
+def _apply_override(path: Path, raw: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. followers.0.port=/dev/ttyACM0")
+    *parents, leaf = key.split(".")
+    node: Any = raw
+    for part in parents:
+        try:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise ConfigError(f"{path}: --set {key}: there is no '{part}' here") from None
+    if isinstance(node, list):
+        raise ConfigError(f"{path}: --set {key}: cannot replace a list item; set one of its keys")
+    if not isinstance(node, dict):
+        raise ConfigError(f"{path}: --set {key}: '{'.'.join(parents)}' is not a mapping")
+    node[leaf] = yaml.safe_load(text) if text else ""
 
 
 def load_family(name: str) -> ArmFamily:

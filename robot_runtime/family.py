@@ -36,9 +36,9 @@ class ArmFamily:
     """(validated config, arm name) -> an unconnected Arm."""
     simulate: Callable[[Sequence[ArmSpec], SimConfig, contextlib.ExitStack], list[SimulatedArm]]
     """Start simulators for these arms (stopped by the exit stack) and return configs pointing at them."""
-    roles: Callable[[BaseModel], str]
+    role_of: Callable[[BaseModel], str]
     """The role ("leader" or "follower") the configured model can play."""
 
     def check_role(self, config: BaseModel, role: str) -> None:
-        if self.roles(config) != role:
-            raise ValueError(f"a {self.roles(config)} arm cannot be listed as a {role}")
+        if self.role_of(config) != role:
+            raise ValueError(f"a {self.role_of(config)} arm cannot be listed as a {role}")

@@ -54,7 +54,8 @@ def percentile_ms(values_s: np.ndarray, q: float) -> float:
 
 
 class FixedRateLoop:
-    """Calls `tick` at `rate_hz` on absolute deadlines `t0 + k * period`.
+    """Calls `tick` at `rate_hz` on absolute deadlines `t0 + k * period`, on the monotonic clock that
+    arm states and camera frames are stamped with.
 
     A tick that overruns into the next slot starts the next tick at once (counted late); one that
     overruns by more than a period skips the missed slots (counted missed) instead of bursting.
@@ -65,7 +66,7 @@ class FixedRateLoop:
         rate_hz: float,
         *,
         late_threshold_s: float | None = None,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not rate_hz > 0:

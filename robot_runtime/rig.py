@@ -79,7 +79,7 @@ class Rig(Arm):
         for arm in self.arms.values():
             try:
                 reports.extend(arm.safe_stop())
-            except (ArmError, OSError) as exc:
+            except Exception as exc:  # one arm's failure must never keep the others from stopping
                 log.error("%s: %s", arm.name, exc)
                 reports.append(StopReport(arm.name, parked=False, torque_safe=False, detail=str(exc)))
         return reports

@@ -94,3 +94,22 @@ def test_unknown_robot_name_lists_builtins():
 def test_missing_file_is_named():
     with pytest.raises(ConfigError, match="does not exist"):
         load_robot_config("/nonexistent/robot.yaml")
+
+
+def test_overrides_set_nested_values_before_validation():
+    config = load_robot_config("so101", ["followers.0.port=/dev/ttyUSB3", "followers.0.id=bench", "fps=50"])
+    assert (config.followers[0].config.port, config.followers[0].config.id, config.fps) == ("/dev/ttyUSB3", "bench", 50)
+
+
+def test_overrides_are_validated_like_the_file():
+    with pytest.raises(ConfigError, match=r"key 'followers\[0\].retries': Input should be less than or equal to 5"):
+        load_robot_config("so100", ["followers.0.retries=9"])
+
+
+@pytest.mark.parametrize(
+    "override, reason",
+    [("fps", "expected KEY=VALUE"), ("followers.7.port=x", "there is no '7' here"), ("name.x=1", "'name' is not a mapping")],
+)
+def test_malformed_overrides_say_why(override, reason):
+    with pytest.raises(ConfigError, match=reason):
+        load_robot_config("so100", [override])

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,7 +160,7 @@ def test_sim_fault_needs_sim():
     assert "error:" in result.stderr
 
 
-def start_cli(tmp_path, *args: str) -> tuple[subprocess.Popen, "os.PathLike"]:
+def start_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / "stderr.txt"
     with log.open("w") as sink:
         return subprocess.Popen(robot_cli(*args), stderr=sink, stdout=subprocess.DEVNULL), log

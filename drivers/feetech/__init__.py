@@ -23,5 +23,5 @@ FAMILY = ArmFamily(
     config_model=FeetechArmConfig,
     build=_build,
     simulate=_simulate,
-    roles=lambda config: config.arm_model.role,
+    role_of=lambda config: config.arm_model.role,
 )

@@ -156,7 +156,6 @@ class FeetechBus:
             group.addParam(self._motor(name).id, list(to_wire(reg, value).to_bytes(reg.size, "little")))
         with self._lock, self._io_errors():
             group.txPacket()
-            self._port.is_using = False
 
     def read(self, register: str, name: str) -> int:
         reg, motor = REGISTERS[register], self._motor(name)
