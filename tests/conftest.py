@@ -7,12 +7,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fakes import FakeClock
 
 from drivers.feetech.bus import FeetechBus
 from drivers.feetech.models import SO_MOTORS
 from drivers.feetech.sim_bus import FeetechBusSimulator
 from drivers.feetech.sim_servo import SimServo
 from robot_runtime.config import resolve_robot_path
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import serial
+from fakes import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scservo_sdk import (
@@ -34,19 +35,6 @@ from drivers.feetech.sim_servo import Fault, SimServo
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NO_REPLY_WAIT_S = 0.05
 """How long raw-byte tests listen before concluding that nothing answered."""
-
-
-class FakeClock:
-    """A clock the test advances by hand, so motion is exact instead of timing-dependent."""
-
-    def __init__(self, start_s: float = 100.0) -> None:
-        self.now_s = start_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, dt_s: float) -> None:
-        self.now_s += dt_s
 
 
 @dataclass
@@ -259,73 +247,68 @@ def test_sync_write_gets_no_reply(connect: Callable[..., Bench]) -> None:
     assert (bench.read(1, "Acceleration"), bench.read(2, "Acceleration")) == (10, 20)
 
 
-def test_goal_velocity_caps_speed_and_present_velocity_reports_it(connect: Callable[..., Bench]) -> None:
-    clock = FakeClock()
-    bench = connect(SimServo(1, physical_ticks=2000, clock=clock))
+def test_goal_velocity_caps_speed_and_present_velocity_reports_it(connect: Callable[..., Bench], fake_clock: FakeClock) -> None:
+    bench = connect(SimServo(1, physical_ticks=2000, clock=fake_clock))
     bench.write(1, "Goal_Velocity", 200)
     bench.write(1, "Goal_Position", 1000)
     bench.write(1, "Torque_Enable", 1)
 
-    clock.advance(1.0)
+    fake_clock.advance(1.0)
 
     assert bench.read(1, "Present_Position") == 1800
     assert bench.read(1, "Present_Velocity") == 0x8000 | 200
     assert bench.read(1, "Moving") == 1
 
 
-def test_goal_outside_the_position_limits_is_clamped(connect: Callable[..., Bench]) -> None:
-    clock = FakeClock()
-    bench = connect(SimServo(1, physical_ticks=2000, clock=clock))
+def test_goal_outside_the_position_limits_is_clamped(connect: Callable[..., Bench], fake_clock: FakeClock) -> None:
+    bench = connect(SimServo(1, physical_ticks=2000, clock=fake_clock))
     bench.unlock_eeprom(1)
     bench.write(1, "Max_Position_Limit", 2500)
     bench.write(1, "Torque_Enable", 1)
 
     bench.write(1, "Goal_Position", 4000)
-    clock.advance(10.0)
+    fake_clock.advance(10.0)
 
     assert bench.read(1, "Present_Position") == 2500
-    clock.advance(0.1)
+    fake_clock.advance(0.1)
     assert bench.read(1, "Moving") == 0
 
 
-def test_torque_off_servo_can_be_moved_by_hand(connect: Callable[..., Bench]) -> None:
-    clock = FakeClock()
-    bench = connect(SimServo(1, clock=clock))
+def test_torque_off_servo_can_be_moved_by_hand(connect: Callable[..., Bench], fake_clock: FakeClock) -> None:
+    bench = connect(SimServo(1, clock=fake_clock))
     servo = bench.bus.servo(1)
 
     assert servo.set_present_position(1000)
     assert bench.read(1, "Present_Position") == 1000
 
     servo.follow(lambda t_s: 500 + 100 * (t_s - 100.0))
-    clock.advance(2.0)
+    fake_clock.advance(2.0)
     assert bench.read(1, "Present_Position") == 700
-    clock.advance(1.0)
+    fake_clock.advance(1.0)
     assert bench.read(1, "Present_Position") == 800
     assert from_wire(REGISTERS["Present_Velocity"], bench.read(1, "Present_Velocity")) == 100
 
 
-def test_torque_on_servo_ignores_moves_from_outside(connect: Callable[..., Bench]) -> None:
-    clock = FakeClock()
-    bench = connect(SimServo(1, physical_ticks=1500, clock=clock))
+def test_torque_on_servo_ignores_moves_from_outside(connect: Callable[..., Bench], fake_clock: FakeClock) -> None:
+    bench = connect(SimServo(1, physical_ticks=1500, clock=fake_clock))
     servo = bench.bus.servo(1)
     bench.write(1, "Torque_Enable", 1)
 
     assert not servo.set_present_position(3000)
     servo.follow(lambda t_s: 3000)
-    clock.advance(1.0)
+    fake_clock.advance(1.0)
     assert bench.read(1, "Present_Position") == 1500
 
     bench.write(1, "Torque_Enable", 0)
-    clock.advance(0.1)
+    fake_clock.advance(0.1)
     assert bench.read(1, "Present_Position") == 3000
 
 
-def test_enabling_torque_holds_the_current_position(connect: Callable[..., Bench]) -> None:
-    clock = FakeClock()
-    bench = connect(SimServo(1, physical_ticks=1234, clock=clock))
+def test_enabling_torque_holds_the_current_position(connect: Callable[..., Bench], fake_clock: FakeClock) -> None:
+    bench = connect(SimServo(1, physical_ticks=1234, clock=fake_clock))
 
     bench.write(1, "Torque_Enable", 1)
-    clock.advance(1.0)
+    fake_clock.advance(1.0)
 
     assert bench.read(1, "Present_Position") == 1234
     assert bench.read(1, "Moving") == 0
@@ -448,16 +431,15 @@ def test_corrupt_checksum_fault_garbles_replies_but_applies_writes(connect: Call
     assert bench.read(1, "Acceleration") == 5
 
 
-def test_overload_fault_flags_every_reply_and_unloads_the_servo(connect: Callable[..., Bench]) -> None:
-    clock = FakeClock()
-    bench = connect(SimServo(1, physical_ticks=1000, max_speed_ticks_per_s=1000, clock=clock))
+def test_overload_fault_flags_every_reply_and_unloads_the_servo(connect: Callable[..., Bench], fake_clock: FakeClock) -> None:
+    bench = connect(SimServo(1, physical_ticks=1000, max_speed_ticks_per_s=1000, clock=fake_clock))
     servo = bench.bus.servo(1)
     bench.write(1, "Torque_Enable", 1)
     bench.write(1, "Goal_Position", 3000)
-    clock.advance(0.5)
+    fake_clock.advance(0.5)
 
     servo.inject(Fault.OVERLOAD)
-    clock.advance(0.5)
+    fake_clock.advance(0.5)
 
     position, result, error = bench.sdk.read2ByteTxRx(bench.port, 1, REGISTERS["Present_Position"].address)
     assert (position, result) == (1500, COMM_SUCCESS)
@@ -467,7 +449,7 @@ def test_overload_fault_flags_every_reply_and_unloads_the_servo(connect: Callabl
     assert bench.sdk.ping(bench.port, 1)[2] == ERR_OVERLOAD
 
     servo.clear(Fault.OVERLOAD)
-    clock.advance(0.5)
+    fake_clock.advance(0.5)
     assert bench.read(1, "Present_Position") == 2000
 
 

@@ -8,22 +8,14 @@ import pytest
 from robot_runtime.loop import FixedRateLoop
 
 
-class FakeClock:
-    """Time only moves when the loop sleeps or a tick 'works', so timing is exact and repeatable."""
-
-    def __init__(self, start_s: float = 100.0) -> None:
-        self.now_s = start_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def sleep(self, seconds: float) -> None:
-        self.now_s += seconds
+@pytest.fixture
+def run_fake(fake_clock):
+    """Run a loop on the fake clock; each tick 'works' for work_s(index) seconds."""
+    return lambda rate_hz, work_s, duration_s: _run(fake_clock, rate_hz, work_s, duration_s)
 
 
-def run_fake(rate_hz: float, work_s, duration_s: float, **kwargs):
-    clock = FakeClock()
-    loop = FixedRateLoop(rate_hz, clock=clock, sleep=clock.sleep, **kwargs)
+def _run(clock, rate_hz: float, work_s, duration_s: float):
+    loop = FixedRateLoop(rate_hz, clock=clock, sleep=clock.sleep)
     ticks = []
 
     def tick(t):
@@ -34,7 +26,7 @@ def run_fake(rate_hz: float, work_s, duration_s: float, **kwargs):
     return ticks, stats, clock
 
 
-def test_ticks_start_on_the_deadline_grid_without_drift():
+def test_ticks_start_on_the_deadline_grid_without_drift(run_fake):
     ticks, stats, _ = run_fake(50, lambda i: 0.013 if i % 2 else 0.002, duration_s=10)
     assert len(ticks) == 500
     assert all(t.start_s == pytest.approx(100.0 + t.index * 0.02) for t in ticks)
@@ -42,21 +34,21 @@ def test_ticks_start_on_the_deadline_grid_without_drift():
     assert stats.late_ticks == 0 and stats.missed_deadlines == 0
 
 
-def test_a_slightly_late_tick_runs_at_once_and_counts_as_late():
+def test_a_slightly_late_tick_runs_at_once_and_counts_as_late(run_fake):
     ticks, stats, _ = run_fake(50, lambda i: 0.025 if i == 3 else 0.001, duration_s=1)
     assert ticks[4].lateness_s == pytest.approx(0.005)
     assert ticks[5].lateness_s == pytest.approx(0.0)  # back on the grid, no catch-up burst
     assert stats.late_ticks == 1 and stats.missed_deadlines == 0
 
 
-def test_an_overrun_longer_than_a_period_skips_slots_instead_of_bursting():
+def test_an_overrun_longer_than_a_period_skips_slots_instead_of_bursting(run_fake):
     ticks, stats, _ = run_fake(50, lambda i: 0.065 if i == 2 else 0.001, duration_s=1)
     assert [t.index for t in ticks[:5]] == [0, 1, 2, 5, 6]
     assert stats.missed_deadlines == 2
     assert all(t.start_s >= t.deadline_s for t in ticks)
 
 
-def test_stats_report_period_and_lateness_percentiles():
+def test_stats_report_period_and_lateness_percentiles(run_fake):
     _, stats, _ = run_fake(30, lambda i: 0.05 if i == 10 else 0.001, duration_s=2)
     assert stats.ticks == 60
     assert stats.period_p50_ms == pytest.approx(1000 / 30)
