@@ -1,6 +1,7 @@
 """Our Feetech bus through the real SDK over a real pty: round trips, and every fault gives a clear
 error quickly (never a hang, never tens of milliseconds per missing motor)."""
 
+import os
 import time
 
 import pytest
@@ -138,3 +139,51 @@ def test_a_vanished_port_is_a_bus_error_not_a_hang(so_bus, so_bus_sim):
     with pytest.raises(BusError):
         for _ in range(3):
             so_bus.sync_read("Present_Position")
+
+
+def test_replies_that_come_after_a_timeout_never_answer_a_later_request(so_bus, so_bus_sim):
+    """A stalled adapter answers one request late, the retry is answered on time, and the late replies
+    then sit in the input buffer: they must not be taken as the answers to the next requests."""
+    for servo in so_bus_sim.servos:
+        servo.inject(Fault.LATE_REPLY)
+    first_try = so_bus._sync_read_once
+
+    def late_once_then_on_time(*args):
+        try:
+            return first_try(*args)
+        finally:
+            for servo in so_bus_sim.servos:
+                servo.clear()
+
+    so_bus._sync_read_once = late_once_then_on_time
+    so_bus.sync_read("Present_Position")  # the retry succeeds
+    so_bus._sync_read_once = first_try
+    time.sleep(0.03)  # the late replies arrive now
+    elbow = so_bus_sim.servo(3)
+    for position in (1111, 2222, 3333):
+        elbow.set_present_position(position)
+        assert so_bus.sync_read("Present_Position")["elbow_flex"] == position
+
+
+def test_late_replies_everywhere_give_a_named_error_not_a_crash(so_bus, so_bus_sim):
+    for servo in so_bus_sim.servos:
+        servo.inject(Fault.LATE_REPLY)
+    for _ in range(3):
+        with pytest.raises(MotorNotRespondingError):
+            so_bus.check_motors()
+
+
+def test_a_usb_adapter_slower_than_the_reply_timeout_is_refused_with_the_fix(so_bus_sim, tmp_path, monkeypatch):
+    import drivers.feetech.bus as bus_module
+
+    device = tmp_path / "sysfs" / os.path.basename(os.path.realpath(so_bus_sim.port_path))
+    device.mkdir(parents=True)
+    (device / "latency_timer").write_text("16\n")
+    monkeypatch.setattr(bus_module, "USB_SERIAL_SYSFS", tmp_path / "sysfs")
+    bus = FeetechBus(so_bus_sim.port_path, SO_MOTORS, reply_timeout_ms=5)
+    with pytest.raises(BusError, match=r"delays replies by 16 ms .* set it to 1 ms with `echo 1 \| sudo tee .*latency_timer`"):
+        bus.open()
+    assert not bus.is_open
+    (device / "latency_timer").write_text("1\n")
+    bus.open()
+    bus.close()

@@ -8,8 +8,10 @@ import logging
 import select
 import termios
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import scservo_sdk as scs
 import serial
@@ -25,6 +27,9 @@ from drivers.feetech.control_table import (
 from robot_runtime.robot import ArmError
 
 log = logging.getLogger(__name__)
+
+USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")
+"""Where Linux exposes FTDI adapters' latency timer (default 16 ms)."""
 
 SDK_BAUD_RATES = (4800, 9600, 14400, 19200, 38400, 57600, 115200, 128000, 250000, 500000, 1000000)
 
@@ -56,9 +61,9 @@ class Motor:
 
 
 class BoundedPortHandler(scs.PortHandler):
-    """The SDK's port with two changes: the reply timeout is ours (the SDK's is derived from a 16 ms
-    latency timer, 34 ms per missing reply) and waiting for bytes blocks in select() instead of
-    spinning a core."""
+    """The SDK's port with three changes: the reply timeout is ours (the SDK's is derived from a 16 ms
+    latency timer, 34 ms per missing reply), waiting for bytes blocks in select() instead of spinning
+    a core, and stale input is dropped before every instruction."""
 
     def __init__(self, port_name: str, reply_timeout_ms: float) -> None:
         super().__init__(port_name)
@@ -73,10 +78,27 @@ class BoundedPortHandler(scs.PortHandler):
         select.select([self.ser.fileno()], [], [], remaining_s)
         return self.ser.read(length)
 
+    def clearPort(self) -> None:  # noqa: N802 (SDK name)
+        """Called by the SDK before every instruction: also drop unread input, so a reply that came
+        after an earlier timeout is never taken for the answer to this one."""
+        self.ser.reset_input_buffer()
+        super().clearPort()
+
+    def drain(self, quiet_s: float, limit_s: float) -> None:
+        """After a failed exchange, discard bytes until the line has been quiet for `quiet_s`."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.ser.fileno()], [], [], quiet_s)
+            if not readable:
+                break
+            self.ser.read(self.ser.in_waiting or 1)
+        self.ser.reset_input_buffer()
+
 
 class FeetechBus:
-    """One serial port with a chain of Feetech servos. Thread-safe; every call is bounded in time by
-    `(retries + 1) * reply_timeout_ms` plus transfer time."""
+    """One serial port with a chain of Feetech servos. Thread-safe. A call waits at most
+    `(retries + 1) * reply_timeout_ms` plus transfer time; one that fails then pings the other motors
+    (same bound each) so its error can name every motor that is missing."""
 
     def __init__(
         self,
@@ -110,6 +132,26 @@ class FeetechBus:
         if not ok:
             raise BusError(f"cannot set {self.baudrate} baud on {self.port}")
         self.is_open = True
+        try:
+            self._check_adapter_latency()
+        except BusError:
+            self.close()
+            raise
+
+    def _check_adapter_latency(self) -> None:
+        """An FTDI adapter holds replies back for its latency timer; longer than our reply timeout,
+        every read would time out and look like a missing motor."""
+        device = Path(self.port).resolve().name
+        timer = USB_SERIAL_SYSFS / device / "latency_timer"
+        if not timer.is_file():
+            return
+        latency_ms = int(timer.read_text().strip())
+        if latency_ms >= self._port.reply_timeout_ms:
+            raise BusError(
+                f"the USB adapter of {self.port} delays replies by {latency_ms} ms (its latency timer), more than "
+                f"reply_timeout_ms={self._port.reply_timeout_ms:g}: set it to 1 ms with "
+                f"`echo 1 | sudo tee {timer}` (or a udev rule), or raise reply_timeout_ms in the robot config"
+            )
 
     def close(self) -> None:
         if self.is_open:
@@ -162,7 +204,7 @@ class FeetechBus:
 
         def once() -> dict[int, bytes]:
             data, result, error = self._packets.readTxRx(self._port, motor.id, reg.address, reg.size)
-            self._check(motor.id, result, error)
+            self._check(motor.id, result, error, data, reg.size)
             return {motor.id: bytes(data)}
 
         data = self._with_retries(once, [motor.id], f"read of {register}")[motor.id]
@@ -202,7 +244,7 @@ class FeetechBus:
         out: dict[int, bytes] = {}
         for motor_id in ids:
             data, result, error = self._packets.readRx(self._port, motor_id, length)
-            self._check(motor_id, result, error)
+            self._check(motor_id, result, error, data, length)
             out[motor_id] = bytes(data)
         return out
 
@@ -212,11 +254,10 @@ class FeetechBus:
             with self._lock, self._io_errors():
                 try:
                     return once()
-                except _Failure as exc:
-                    failure = exc
-                    self._port.is_using = False
-                    self._port.ser.reset_input_buffer()
-                    if exc.error_byte:
+                except (_Failure, IndexError) as exc:  # IndexError: the SDK parsed a reply too short for it
+                    failure = exc if isinstance(exc, _Failure) else _Failure(ids[0], scs.COMM_RX_CORRUPT, 0)
+                    self._recover()
+                    if failure.error_byte:
                         break  # the motor answered: retrying will not clear its fault
         assert failure is not None
         if failure.error_byte:
@@ -232,19 +273,28 @@ class FeetechBus:
         missing = tuple(i for i in ids if i == failure.motor_id or not self._ping(i))
         raise self._not_responding(missing, what)
 
-    def _check(self, motor_id: int, result: int, error: int) -> None:
+    def _check(self, motor_id: int, result: int, error: int, data: list[int] | None = None, length: int = 0) -> None:
         if result != scs.COMM_SUCCESS or error:
             raise _Failure(motor_id, result, error)
+        if data is not None and len(data) != length:  # a short reply: another instruction's answer
+            raise _Failure(motor_id, scs.COMM_RX_CORRUPT, 0)
 
     def _ping(self, motor_id: int) -> bool:
         with self._lock, self._io_errors():
             for _ in range(self.retries + 1):
-                _, result, _ = self._packets.ping(self._port, motor_id)
+                try:
+                    _, result, _ = self._packets.ping(self._port, motor_id)
+                except IndexError:  # a stray short reply taken for the model-number read
+                    result = scs.COMM_RX_CORRUPT
                 if result == scs.COMM_SUCCESS:
                     return True
-                self._port.is_using = False
-                self._port.ser.reset_input_buffer()
+                self._recover()
         return False
+
+    def _recover(self) -> None:
+        """Make the port usable after a failed exchange: late replies must not answer the next one."""
+        self._port.is_using = False
+        self._port.drain(quiet_s=0.001, limit_s=self._port.reply_timeout_ms / 1e3)
 
     def _not_responding(self, missing: tuple[int, ...], what: str) -> MotorNotRespondingError:
         names = ", ".join(f"{i} ({self._by_id[i].name})" for i in missing)

@@ -6,6 +6,7 @@ Run standalone: `python -m drivers.feetech.sim_bus --ids 1 2 3 4 5 6` prints the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -30,7 +31,7 @@ from drivers.feetech.control_table import (
     INST_WRITE,
     checksum,
 )
-from drivers.feetech.sim_servo import Fault, SimServo
+from drivers.feetech.sim_servo import LATE_REPLY_S, Fault, SimServo
 
 logger = logging.getLogger(__name__)
 
@@ -298,12 +299,21 @@ class FeetechBusSimulator:
 
     def _reply(self, pty: _Pty, servo: SimServo, reply_id: int, params: bytes) -> None:
         packet = status_packet(reply_id, servo.error_byte(), params, corrupt=servo.has_fault(Fault.CORRUPT_CHECKSUM))
+        if servo.has_fault(Fault.LATE_REPLY):
+            threading.Timer(LATE_REPLY_S, self._write_late, (pty, packet)).start()
+            return
         try:
             os.write(pty.master_fd, packet)
         except BlockingIOError:
             logger.warning("client is not reading the pty; reply from servo %d lost", reply_id)
             return
         self._stats.replies_sent += 1
+
+
+    def _write_late(self, pty: _Pty, packet: bytes) -> None:
+        with contextlib.suppress(OSError):  # the bus may have stopped meanwhile
+            os.write(pty.master_fd, packet)
+            self._stats.replies_sent += 1
 
 
 def main(argv: Sequence[str] | None = None) -> None:

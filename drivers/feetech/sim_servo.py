@@ -71,6 +71,11 @@ class Fault(enum.Enum):
     """Replies carry a wrong checksum; writes are still applied."""
     OVERLOAD = "overload"
     """Status replies carry ERR_OVERLOAD and the servo stops driving toward its goal."""
+    LATE_REPLY = "late_reply"
+    """Replies arrive LATE_REPLY_S late, after a client's timeout, as behind a slow USB adapter."""
+
+
+LATE_REPLY_S = 0.02
 
 
 def _owner_by_address() -> dict[int, Register]:

@@ -1,0 +1,1 @@
+"""Benchmarks for robot-runtime; `python -m benchmarks.run` regenerates docs/benchmarks.md."""

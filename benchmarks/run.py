@@ -1,0 +1,239 @@
+"""`python -m benchmarks.run`: measure the bus, a missing motor and the teleop loop, and write docs/benchmarks.md.
+
+Everything is measured in one run on one machine and compared as ratios within it, because absolute
+numbers from a shared 2-core VM say little on their own. There are deliberately no pass/fail thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from benchmarks.bus_cycle import (
+    BAUD_BPS,
+    IN_PROCESS,
+    MISSING_SERVO_ID,
+    OUR_DEFAULTS,
+    OUR_POSITION,
+    OUR_SPAN,
+    SERVO_IDS,
+    SPAN_BYTES,
+    STOCK,
+    STOCK_TIMEOUT_MS,
+    SUBPROCESS,
+    CycleRow,
+    MissingMotorResult,
+    bus_cycles,
+    missing_motor,
+)
+from benchmarks.machine import Machine, describe_machine
+from benchmarks.teleop_jitter import TeleopRun, cpu_hogs, run_teleop
+from benchmarks.timing import ratio
+
+OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+console = Console(stderr=True, highlight=False)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _ms(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
+
+
+def machine_section(m: Machine) -> list[str]:
+    load = " / ".join(f"{x:.2f}" for x in m.load_average_1_5_15)
+    rows = [
+        ("CPU", m.cpu_model),
+        ("cores (os.cpu_count)", m.cores),
+        ("Python", m.python),
+        ("OS / kernel", m.os_kernel),
+        ("date", m.date_utc),
+        ("load average 1/5/15 min at start", load),
+        *((f"{name} version", version) for name, version in m.packages.items()),
+    ]
+    return ["## 1. Machine", "", *_table(("what", "value"), rows)]
+
+
+def bus_section(rows: list[CycleRow], cycles: int, warmup: int) -> list[str]:
+    out = [
+        "## 2. Bus cycle against the simulator",
+        "",
+        f"Six simulated STS3215 servos (ids {SERVO_IDS[0]}-{SERVO_IDS[-1]}) on a pseudo-terminal at {BAUD_BPS} baud. "
+        f"Each row: {cycles} timed cycles after {warmup} warm-up cycles. One cycle is one sync read plus one sync write.",
+        "",
+        f"- **{IN_PROCESS}**: the `FeetechBusSimulator` thread runs inside the benchmark process, so *CPU per cycle "
+        "includes the simulator* answering the packets, and it competes with the client for the GIL.",
+        f"- **{SUBPROCESS}**: `python -m drivers.feetech.sim_bus` in its own process; CPU per cycle is the client alone.",
+        "- The stock SDK row uses `scservo_sdk.PortHandler` as shipped: reads poll the port in a loop (busy-wait). "
+        "`FeetechBus` uses `BoundedPortHandler`, which blocks in `select()`.",
+        f"- The first row reads {REGISTER_NOTE}; the stock SDK row reads Present_Position only ({FIRST_SIZE_NOTE}). "
+        "The middle row reads the same 2 bytes with `FeetechBus`, for a like-for-like comparison.",
+        "",
+    ]
+    out += _table(
+        ("setup", "client and cycle", "cycles", "median ms", "p99 ms", "max ms", "CPU per cycle ms"),
+        [(r.setup, r.client, r.timing.samples, _ms(r.timing.median_ms), _ms(r.timing.p99_ms), _ms(r.timing.max_ms), _ms(r.timing.cpu_per_call_ms)) for r in rows],
+    )
+    ratio_rows = []
+    for setup in (IN_PROCESS, SUBPROCESS):
+        by_client = {r.client: r.timing for r in rows if r.setup == setup}
+        stock = by_client[STOCK]
+        for ours_label, ours_name in ((OUR_SPAN, f"span, {SPAN_BYTES} B"), (OUR_POSITION, "Present_Position, 2 B")):
+            ours = by_client[ours_label]
+            ratio_rows.append(
+                (setup, f"FeetechBus ({ours_name})", ratio(stock.cpu_per_call_ms, ours.cpu_per_call_ms), ratio(stock.median_ms, ours.median_ms), ratio(stock.p99_ms, ours.p99_ms))
+            )
+    out += ["Ratios stock SDK / ours (above 1: the stock SDK costs more; below 1: ours costs more):", ""]
+    out += _table(("setup", "ours", "CPU per cycle", "median wall", "p99 wall"), ratio_rows)
+    return out
+
+
+REGISTER_NOTE = f"Present_Position..Present_Load ({SPAN_BYTES} bytes per motor), as the arm driver does every tick"
+FIRST_SIZE_NOTE = "2 bytes per motor"
+
+
+def missing_motor_section(r: MissingMotorResult) -> list[str]:
+    ours_settings = f"reply_timeout_ms={OUR_DEFAULTS['reply_timeout_ms']:g}, retries={OUR_DEFAULTS['retries']} (defaults)"
+    stock_settings = f"SDK default window {STOCK_TIMEOUT_MS:g} ms + transfer time, no retry"
+    out = [
+        "## 3. Cost of a missing motor",
+        "",
+        f"`Fault.NO_REPLY` injected on servo {MISSING_SERVO_ID} of the in-process simulator (its CPU is included, but "
+        f"a silent servo costs it nothing). One sync read of Present_Position..Present_Load ({SPAN_BYTES} B) from all "
+        "six servos, timed per failing read after one untimed one. `FeetechBus` tries the read twice, then pings the "
+        "other motors to name the missing one and raises `MotorNotRespondingError`; the stock "
+        "`GroupSyncRead.txRxPacket()` returns an error code after one timeout.",
+        "",
+    ]
+    out += _table(
+        ("client", "settings", "reads", "wall median ms", "wall max ms", "CPU per read ms (mean)"),
+        [
+            ("FeetechBus", ours_settings, r.ours.samples, _ms(r.ours.median_ms, 2), _ms(r.ours.max_ms, 2), _ms(r.ours.cpu_per_call_ms, 2)),
+            ("stock SDK", stock_settings, r.stock.samples, _ms(r.stock.median_ms, 2), _ms(r.stock.max_ms, 2), _ms(r.stock.cpu_per_call_ms, 2)),
+        ],
+    )
+    out += [
+        f"Ratios stock SDK / ours: wall {ratio(r.stock.median_ms, r.ours.median_ms)}, CPU {ratio(r.stock.cpu_per_call_ms, r.ours.cpu_per_call_ms)}. "
+        f"CPU / wall: ours {ratio(r.ours.cpu_per_call_ms, r.ours.median_ms)}, stock {ratio(r.stock.cpu_per_call_ms, r.stock.median_ms)} "
+        "(near 1x means the read spins a core while it waits).",
+        "",
+        f"What each reports: ours `{r.our_error}`; stock `{r.stock_result}`.",
+        "",
+    ]
+    return out
+
+
+def teleop_section(runs: list[TeleopRun], duration_s: float) -> list[str]:
+    out = [
+        "## 4. Loop timing during simulated teleop",
+        "",
+        f"`robot-runtime teleop --robot so100 --sim --duration {duration_s:g} --fps N --stats-json ...` run as a "
+        "subprocess, one run at a time (leader and follower each on their own in-process bus simulator). Samples are "
+        "loop ticks; lateness is tick start minus its deadline. Process CPU is user+system time of the whole process "
+        "(start-up and parking included) over its wall time. Under load a busy-arithmetic Python process is pinned to "
+        "each listed CPU; teleop itself is not pinned, so with one hog the scheduler can keep it on the free core.",
+        "",
+    ]
+    rows = []
+    for run in runs:
+        cpu = f"{100 * run.cpu_s / run.wall_s:.1f} %"
+        loop = run.loop
+        if loop is None:
+            rows.append((run.label, *["-"] * 6, cpu, run.outcome))
+            continue
+        rows.append(
+            (
+                run.label,
+                loop["ticks"],
+                f"{loop['achieved_hz']:.2f}",
+                f"{loop['period_p50_ms']:.2f} / {loop['period_p99_ms']:.2f} / {loop['period_max_ms']:.2f}",
+                f"{loop['lateness_p50_ms']:.3f} / {loop['lateness_p99_ms']:.3f}",
+                f"{loop['late_ticks']} (> {loop['late_threshold_ms']:.1f} ms)",
+                loop["missed_deadlines"],
+                cpu,
+                run.outcome,
+            )
+        )
+    out += _table(
+        ("run", "ticks", "achieved Hz", "period p50 / p99 / max ms", "lateness p50 / p99 ms", "late ticks", "missed deadlines", "process CPU", "outcome"),
+        rows,
+    )
+    quiet = next((run.loop for run in runs if run.label == "50 Hz"), None)
+    for run in runs:
+        if quiet and run.loop and "hog" in run.label:
+            out.append(
+                f"- {run.label} / 50 Hz quiet: lateness p99 {ratio(run.loop['lateness_p99_ms'], quiet['lateness_p99_ms'])}, "
+                f"period p99 {ratio(run.loop['period_p99_ms'], quiet['period_p99_ms'])}, "
+                f"period max {ratio(run.loop['period_max_ms'], quiet['period_max_ms'])}."
+            )
+    out.append("")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the robot-runtime benchmarks and write docs/benchmarks.md.")
+    parser.add_argument("--cycles", type=int, default=2000, help="timed bus cycles per row (section 2)")
+    parser.add_argument("--warmup-cycles", type=int, default=200)
+    parser.add_argument("--missing-reads", type=int, default=10, help="timed failing reads per client (section 3)")
+    parser.add_argument("--teleop-duration-s", type=float, default=20.0, help="--duration of each teleop run (section 4)")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+
+    start_s = time.perf_counter()
+    machine = describe_machine()
+    console.log(f"machine: {machine.cpu_model}, {machine.cores} cores, load {machine.load_average_1_5_15[0]:.2f}")
+    with console.status("bus cycles (section 2) ..."):
+        cycles = bus_cycles(args.cycles, args.warmup_cycles)
+    for row in cycles:
+        console.log(f"{row.setup}: {row.client}: median {row.timing.median_ms:.3f} ms, CPU {row.timing.cpu_per_call_ms:.3f} ms/cycle")
+    with console.status("missing motor (section 3) ..."):
+        missing = missing_motor(args.missing_reads)
+    console.log(f"missing motor: ours {missing.ours.median_ms:.1f} ms, stock {missing.stock.median_ms:.1f} ms")
+    cpus = sorted(os.sched_getaffinity(0))
+    teleop_plan: list[tuple[str, float, list[int]]] = [
+        ("30 Hz", 30.0, []),
+        ("50 Hz", 50.0, []),
+        (f"50 Hz, CPU hog pinned to CPU {cpus[-1]}", 50.0, cpus[-1:]),
+        (f"50 Hz, CPU hogs on all {len(cpus)} CPUs", 50.0, cpus),
+    ]
+    runs: list[TeleopRun] = []
+    for label, fps, hog_cpus in teleop_plan:
+        with console.status(f"teleop {label} for {args.teleop_duration_s:g} s (section 4) ..."), cpu_hogs(hog_cpus):
+            runs.append(run_teleop(label, fps, args.teleop_duration_s))
+        run = runs[-1]
+        if run.loop is None:
+            console.log(f"[red]teleop {label}: {run.outcome}[/]")
+        else:
+            console.log(f"teleop {label}: {run.loop['achieved_hz']:.2f} Hz, lateness p99 {run.loop['lateness_p99_ms']:.3f} ms, missed {run.loop['missed_deadlines']}")
+    elapsed_s = time.perf_counter() - start_s
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python -m benchmarks.run` (run from the repository root; this run took {elapsed_s:.0f} s). "
+        "Regenerate it rather than editing it. Every figure comes from one run on the machine listed in section 1: "
+        "compare figures as ratios within this page, not with figures from another machine. There are no pass/fail thresholds.",
+        "",
+        *machine_section(machine),
+        *bus_section(cycles, args.cycles, args.warmup_cycles),
+        *missing_motor_section(missing),
+        *teleop_section(runs, args.teleop_duration_s),
+        f"Load average 1/5/15 min at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} "
+        "(the benchmark itself adds to it; a high value at the start means something else was running).",
+    ]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines).rstrip() + "\n")
+    console.log(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
