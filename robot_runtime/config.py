@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import pkgutil
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -89,18 +89,24 @@ def test_corrupted_replies_are_retried_then_reported(so_bus, so_bus_sim):
         so_bus.sync_read("Present_Position")
 
 
-def test_a_transient_corruption_is_absorbed_by_the_retry(so_bus, so_bus_sim):
-    servo = so_bus_sim.servo(5)
-    servo.inject(Fault.CORRUPT_CHECKSUM)
-    original = so_bus._sync_read_once
+def faults_cleared_after_first_try(bus, sim, monkeypatch) -> None:
+    """The next sync read's first try meets the injected faults; its retry finds the servos healthy."""
+    first_try = bus._sync_read_once
 
-    def heal_after_first_try(*args):
+    def once_then_healed(*args):
         try:
-            return original(*args)
+            return first_try(*args)
         finally:
-            servo.clear()
+            for servo in sim.servos:
+                servo.clear()
+            monkeypatch.setattr(bus, "_sync_read_once", first_try)
 
-    so_bus._sync_read_once = heal_after_first_try
+    monkeypatch.setattr(bus, "_sync_read_once", once_then_healed)
+
+
+def test_a_transient_corruption_is_absorbed_by_the_retry(so_bus, so_bus_sim, monkeypatch):
+    so_bus_sim.servo(5).inject(Fault.CORRUPT_CHECKSUM)
+    faults_cleared_after_first_try(so_bus, so_bus_sim, monkeypatch)
     assert len(so_bus.sync_read("Present_Position")) == 6
 
 
@@ -141,23 +147,13 @@ def test_a_vanished_port_is_a_bus_error_not_a_hang(so_bus, so_bus_sim):
             so_bus.sync_read("Present_Position")
 
 
-def test_replies_that_come_after_a_timeout_never_answer_a_later_request(so_bus, so_bus_sim):
+def test_replies_that_come_after_a_timeout_never_answer_a_later_request(so_bus, so_bus_sim, monkeypatch):
     """A stalled adapter answers one request late, the retry is answered on time, and the late replies
     then sit in the input buffer: they must not be taken as the answers to the next requests."""
     for servo in so_bus_sim.servos:
         servo.inject(Fault.LATE_REPLY)
-    first_try = so_bus._sync_read_once
-
-    def late_once_then_on_time(*args):
-        try:
-            return first_try(*args)
-        finally:
-            for servo in so_bus_sim.servos:
-                servo.clear()
-
-    so_bus._sync_read_once = late_once_then_on_time
+    faults_cleared_after_first_try(so_bus, so_bus_sim, monkeypatch)
     so_bus.sync_read("Present_Position")  # the retry succeeds
-    so_bus._sync_read_once = first_try
     time.sleep(0.03)  # the late replies arrive now
     elbow = so_bus_sim.servo(3)
     for position in (1111, 2222, 3333):
