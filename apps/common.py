@@ -44,7 +44,7 @@ class SimFault:
 
 def add_robot_choice(parser: argparse.ArgumentParser) -> None:
     """--robot and --set: which setup, and per-run changes to it."""
-    parser.add_argument("--robot", required=True, help="built-in robot name (so100, so101) or path to a robot YAML")
+    parser.add_argument("--robot", required=True, help="built-in robot name (so100, so101, bi_so100) or path to a robot YAML")
     parser.add_argument(
         "--set",
         dest="overrides",
