@@ -32,6 +32,8 @@ class Normalizer:
     range_max: np.ndarray
     inverted: np.ndarray
     max_res: int
+    is_degrees: np.ndarray
+    is_m100: np.ndarray
 
     @classmethod
     def from_calibration(cls, calibration: Calibration, modes: tuple[NormMode, ...], resolution_ticks: int) -> Normalizer:
@@ -42,15 +44,15 @@ class Normalizer:
             range_max=np.array([c.range_max for c in cals], dtype=np.float64),
             inverted=np.array([bool(c.drive_mode) for c in cals]),
             max_res=resolution_ticks - 1,
+            is_degrees=np.array([m is NormMode.DEGREES for m in modes]),
+            is_m100=np.array([m is NormMode.RANGE_M100_100 for m in modes]),
         )
 
     @property
-    def _degrees(self) -> np.ndarray:
-        return np.array([m is NormMode.DEGREES for m in self.modes])
-
-    @property
-    def _m100(self) -> np.ndarray:
-        return np.array([m is NormMode.RANGE_M100_100 for m in self.modes])
+    def units_per_tick(self) -> np.ndarray:
+        """Scale of one encoder tick in each joint's unit (for velocities)."""
+        percent = np.where(self.is_m100, 200.0, 100.0) / (self.range_max - self.range_min)
+        return np.where(self.is_degrees, 360.0 / self.max_res, percent)
 
     def to_units(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
@@ -59,17 +61,17 @@ class Normalizer:
         m100 = np.where(self.inverted, -(fraction * 200 - 100), fraction * 200 - 100)
         p100 = np.where(self.inverted, 100 - fraction * 100, fraction * 100)
         degrees = (raw - (self.range_min + self.range_max) / 2) * 360 / self.max_res
-        return np.where(self._degrees, degrees, np.where(self._m100, m100, p100))
+        return np.where(self.is_degrees, degrees, np.where(self.is_m100, m100, p100))
 
     def to_raw(self, units: np.ndarray) -> np.ndarray:
         units = np.asarray(units, dtype=np.float64)
         span = self.range_max - self.range_min
         m100 = np.clip(np.where(self.inverted, -units, units), -100, 100)
         p100 = np.clip(np.where(self.inverted, 100 - units, units), 0, 100)
-        fraction = np.where(self._m100, (m100 + 100) / 200, p100 / 100)
+        fraction = np.where(self.is_m100, (m100 + 100) / 200, p100 / 100)
         ranged = fraction * span + self.range_min
         degrees = units * self.max_res / 360 + (self.range_min + self.range_max) / 2
-        return np.rint(np.where(self._degrees, degrees, ranged)).astype(np.int64)
+        return np.rint(np.where(self.is_degrees, degrees, ranged)).astype(np.int64)
 
     def limits(self) -> tuple[np.ndarray, np.ndarray]:
         """Joint limits in user units: the calibrated range."""

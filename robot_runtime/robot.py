@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,11 +79,12 @@ class Arm(abc.ABC):
     def joint_names(self) -> list[str]:
         return [j.name for j in self.joints]
 
-    @property
+    @functools.cached_property
     def lower_limits(self) -> np.ndarray:
+        """Computed once: `joints` is fixed when an arm is constructed, and `clip` runs every tick."""
         return np.array([j.lower for j in self.joints], dtype=np.float64)
 
-    @property
+    @functools.cached_property
     def upper_limits(self) -> np.ndarray:
         return np.array([j.upper for j in self.joints], dtype=np.float64)
 

@@ -1,6 +1,7 @@
 """Raw ticks to joint units with LeRobot's formulas, so calibrations and datasets agree."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,3 +49,9 @@ def test_raw_to_units_to_raw_is_lossless_inside_the_range(mode, drive_mode, raw)
 def test_limits_are_the_calibrated_range_in_units():
     lower, upper = normalizer(NormMode.DEGREES).limits()
     assert np.isclose(lower[0], -1000 * 360 / 4095) and np.isclose(upper[0], 1000 * 360 / 4095)
+
+
+def test_one_tick_is_360_over_4095_degrees_or_a_share_of_the_range():
+    assert normalizer(NormMode.DEGREES).units_per_tick[0] == pytest.approx(360 / 4095)
+    assert normalizer(NormMode.RANGE_0_100).units_per_tick[0] == pytest.approx(100 / 2000)
+    assert normalizer(NormMode.RANGE_M100_100).units_per_tick[0] == pytest.approx(200 / 2000)

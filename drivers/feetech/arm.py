@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.normalization import Normalizer, NormMode
+from calibration.normalization import Normalizer
 from calibration.store import Calibration, CalibrationError, calibration_root, find_calibration_file, load_calibration
 from drivers.feetech.bus import BusError, FeetechBus
 from drivers.feetech.config import FeetechArmConfig
@@ -44,6 +44,7 @@ class FeetechArm(Arm):
         self._calibration_source = self.calibration_path
         self.calibration = self._load_calibration(self._calibration_source)
         self._norm = Normalizer.from_calibration(self.calibration, self.modes, RESOLUTION_TICKS)
+        self._units_per_tick = self._norm.units_per_tick
         lower, upper = self._norm.limits()
         self.joints = tuple(
             JointSpec(n, m.unit, float(lo), float(hi)) for n, m, lo, hi in zip(self.motor_names, self.modes, lower, upper)
@@ -141,13 +142,6 @@ class FeetechArm(Arm):
         return [StopReport(self.name, parked=parked, torque_safe=True, detail=detail)]
 
     # -- internals ---------------------------------------------------------------------------
-
-    @property
-    def _units_per_tick(self) -> np.ndarray:
-        n = self._norm
-        degrees = 360.0 / n.max_res
-        percent = np.where(np.array([m is NormMode.RANGE_M100_100 for m in self.modes]), 200.0, 100.0) / (n.range_max - n.range_min)
-        return np.where(np.array([m is NormMode.DEGREES for m in self.modes]), degrees, percent)
 
     def _load_calibration(self, path: Path) -> Calibration:
         calibration = load_calibration(path)
