@@ -2,6 +2,7 @@
 error quickly (never a hang, never tens of milliseconds per missing motor)."""
 
 import os
+import threading
 import time
 
 import pytest
@@ -183,3 +184,12 @@ def test_a_usb_adapter_slower_than_the_reply_timeout_is_refused_with_the_fix(so_
     (device / "latency_timer").write_text("1\n")
     bus.open()
     bus.close()
+
+
+def test_stopping_the_simulator_cancels_replies_still_on_their_way(so_bus, so_bus_sim):
+    for servo in so_bus_sim.servos:
+        servo.inject(Fault.LATE_REPLY)
+    with pytest.raises(MotorNotRespondingError):
+        so_bus.sync_read("Present_Position")
+    so_bus_sim.stop()
+    assert not any(t.is_alive() for t in threading.enumerate() if isinstance(t, threading.Timer))

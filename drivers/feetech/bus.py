@@ -148,7 +148,7 @@ class FeetechBus:
         latency_ms = int(timer.read_text().strip())
         if latency_ms >= self._port.reply_timeout_ms:
             raise BusError(
-                f"the USB adapter of {self.port} delays replies by {latency_ms} ms (its latency timer), more than "
+                f"the USB adapter of {self.port} delays replies by {latency_ms} ms (its latency timer), not less than "
                 f"reply_timeout_ms={self._port.reply_timeout_ms:g}: set it to 1 ms with "
                 f"`echo 1 | sudo tee {timer}` (or a udev rule), or raise reply_timeout_ms in the robot config"
             )

@@ -170,6 +170,7 @@ class FeetechBusSimulator:
         self._thread: threading.Thread | None = None
         self._pty: _Pty | None = None
         self._port_path: str | None = None
+        self._late_replies: list[threading.Timer] = []
 
     @property
     def servos(self) -> list[SimServo]:
@@ -209,6 +210,10 @@ class FeetechBusSimulator:
             return
         os.write(self._pty.wake_write_fd, b"\0")
         self._thread.join()
+        for timer in self._late_replies:  # before the fds close: their numbers may be reused at once
+            timer.cancel()
+            timer.join()
+        self._late_replies.clear()
         self._pty.close()
         self._pty = None
         self._thread = None
@@ -300,7 +305,9 @@ class FeetechBusSimulator:
     def _reply(self, pty: _Pty, servo: SimServo, reply_id: int, params: bytes) -> None:
         packet = status_packet(reply_id, servo.error_byte(), params, corrupt=servo.has_fault(Fault.CORRUPT_CHECKSUM))
         if servo.has_fault(Fault.LATE_REPLY):
-            threading.Timer(LATE_REPLY_S, self._write_late, (pty, packet)).start()
+            timer = threading.Timer(LATE_REPLY_S, self._write_late, (pty, packet))
+            self._late_replies = [t for t in self._late_replies if t.is_alive()] + [timer]
+            timer.start()
             return
         try:
             os.write(pty.master_fd, packet)
@@ -311,7 +318,7 @@ class FeetechBusSimulator:
 
 
     def _write_late(self, pty: _Pty, packet: bytes) -> None:
-        with contextlib.suppress(OSError):  # the bus may have stopped meanwhile
+        with contextlib.suppress(BlockingIOError):  # the client is not reading: the reply is lost
             os.write(pty.master_fd, packet)
             self._stats.replies_sent += 1
 
