@@ -1,11 +1,12 @@
-"""Options and output every command shares: --robot, --sim, --sim-fault, --stats-json, the stats table."""
+"""Options and output every command shares: --robot, --sim, --sim-fault, --no-cameras, --stats-json, the stats tables."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cameras.camera_set import CameraSetStats
+from cameras.sim import SimCamera
 from robot_runtime.loop import LoopStats
 from robot_runtime.session import Session
 
@@ -22,7 +25,8 @@ console = Console(stderr=True, highlight=False)
 
 @dataclass(frozen=True)
 class SimFault:
-    """`--sim-fault follower:wrist_flex:no_reply@3`: break a simulated joint 3 s into the run."""
+    """`--sim-fault follower:wrist_flex:no_reply@3`: break a simulated joint 3 s into the run;
+    `--sim-fault camera:wrist:stall@3`: stall (or disconnect) a simulated camera."""
 
     arm: str
     joint: str
@@ -64,8 +68,10 @@ def add_robot_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ARM:JOINT:FAULT[@S]",
-        help="with --sim: inject a fault into a simulated joint after S seconds (e.g. follower:wrist_flex:no_reply@3)",
+        help="with --sim: inject a fault into a simulated joint or camera after S seconds "
+        "(e.g. follower:wrist_flex:no_reply@3, camera:wrist:stall@3)",
     )
+    parser.add_argument("--no-cameras", action="store_true", help="run without the config's cameras")
 
 
 def add_loop_options(parser: argparse.ArgumentParser) -> None:
@@ -81,15 +87,11 @@ def scheduled_faults(session: Session, faults: list[SimFault]) -> Iterator[None]
         raise ValueError("--sim-fault needs --sim")
     timers = []
     for fault in faults:
-        simulated = session.simulated.get(fault.arm)
-        if simulated is None:
-            raise ValueError(f"--sim-fault: no simulated arm {fault.arm!r} (arms: {', '.join(session.simulated)})")
-        if fault.fault not in simulated.faults:
-            raise ValueError(f"--sim-fault: unknown fault {fault.fault!r} (faults: {', '.join(simulated.faults)})")
+        inject = _fault_target(session, fault)
         if fault.at_s == 0:
-            simulated.inject(fault.joint, fault.fault)
+            inject()
         else:
-            timers.append(threading.Timer(fault.at_s, simulated.inject, (fault.joint, fault.fault)))
+            timers.append(threading.Timer(fault.at_s, inject))
     for timer in timers:
         timer.daemon = True
         timer.start()
@@ -100,7 +102,24 @@ def scheduled_faults(session: Session, faults: list[SimFault]) -> Iterator[None]
             timer.cancel()
 
 
-def report(title: str, stats: LoopStats, extra: dict[str, Any], stats_json: Path | None) -> None:
+def _fault_target(session: Session, fault: SimFault) -> Callable[[], None]:
+    """Check the fault names a simulated arm joint or camera and a fault it knows; return its trigger."""
+    if fault.arm == "camera":
+        camera = session.cameras.get(fault.joint)
+        if not isinstance(camera, SimCamera):
+            raise ValueError(f"--sim-fault: no simulated camera {fault.joint!r} (cameras: {', '.join(session.cameras) or 'none'})")
+        known, trigger = camera.faults, functools.partial(camera.inject, fault.fault)
+    else:
+        simulated = session.simulated.get(fault.arm)
+        if simulated is None:
+            raise ValueError(f"--sim-fault: no simulated arm {fault.arm!r} (arms: {', '.join(session.simulated)}, or 'camera')")
+        known, trigger = simulated.faults, functools.partial(simulated.inject, fault.joint, fault.fault)
+    if fault.fault not in known:
+        raise ValueError(f"--sim-fault: unknown fault {fault.fault!r} (faults: {', '.join(known)})")
+    return trigger
+
+
+def report(title: str, stats: LoopStats, extra: dict[str, Any], stats_json: Path | None, cameras: CameraSetStats | None = None) -> None:
     table = Table(title=title, show_header=False)
     rows = {
         "ticks": f"{stats.ticks}",
@@ -114,6 +133,28 @@ def report(title: str, stats: LoopStats, extra: dict[str, Any], stats_json: Path
     for key, value in rows.items():
         table.add_row(key, value)
     console.print(table)
+    if cameras is not None and cameras.cameras:
+        console.print(camera_table(cameras))
+        extra = {**extra, "cameras": cameras.as_dict()}
     if stats_json is not None:
         stats_json.parent.mkdir(parents=True, exist_ok=True)
         stats_json.write_text(json.dumps({"loop": stats.as_dict(), **extra}, indent=2, default=str))
+
+
+def camera_table(stats: CameraSetStats) -> Table:
+    skew = f"cross-camera skew p50 / p99 / max: {stats.skew_p50_ms:.1f} / {stats.skew_p99_ms:.1f} / {stats.skew_max_ms:.1f} ms"
+    table = Table(title=f"cameras ({skew})" if len(stats.cameras) > 1 else "cameras")
+    for column in ("camera", "source", "fps", "age p50/p99 ms", "dropped", "reused", "gaps", "reconnects"):
+        table.add_column(column)
+    for cam in stats.cameras:
+        table.add_row(
+            cam.name,
+            cam.source,
+            f"{cam.achieved_fps:.1f}",
+            f"{cam.age_p50_ms:.1f} / {cam.age_p99_ms:.1f}",
+            str(cam.dropped),
+            str(cam.reused),
+            str(cam.device_gaps),
+            str(cam.reconnects),
+        )
+    return table

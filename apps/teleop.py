@@ -7,6 +7,7 @@ import logging
 from dataclasses import asdict
 
 from apps.common import add_loop_options, add_robot_options, console, report, scheduled_faults
+from cameras.base import CameraError
 from robot_runtime.config import ConfigError, load_robot_config
 from robot_runtime.loop import FixedRateLoop
 from robot_runtime.robot import ArmError
@@ -30,18 +31,19 @@ def run(args: argparse.Namespace) -> int:
     loop = FixedRateLoop(args.fps or config.fps)
     failure: Exception | None = None
     outcome = "duration reached" if args.duration else "stopped"
-    with Session(config, sim=args.sim) as session:
+    with Session(config, sim=args.sim, with_cameras=not args.no_cameras) as session:
         assert session.leader is not None
-        teleop = Teleop(session.leader, session.follower, config.safety)
+        teleop = Teleop(session.leader, session.follower, config.safety, session.cameras)
         teleop.start()
         where = "simulated hardware" if args.sim else ", ".join(spec.config.port for spec in config.followers + config.leaders)
-        console.print(f"teleop [bold]{config.name}[/] on {where} at {loop.rate_hz:g} Hz: Ctrl-C to stop")
+        cameras = f" with cameras {', '.join(session.cameras)}" if session.cameras else ""
+        console.print(f"teleop [bold]{config.name}[/] on {where}{cameras} at {loop.rate_hz:g} Hz: Ctrl-C to stop")
         with scheduled_faults(session, args.sim_fault):
             try:
                 loop.run(teleop.tick, duration_s=args.duration)
             except KeyboardInterrupt:
                 outcome = "interrupted (Ctrl-C)"
-            except ArmError as exc:
+            except (ArmError, CameraError) as exc:
                 failure, outcome = exc, "hardware error"
             except Exception as exc:  # still park, report and exit non-zero; -v shows the traceback
                 log.exception("teleop stopped by an unexpected error")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         "safety_interventions": teleop.filter.interventions.as_dict(),
         "stop": [asdict(r) for r in session.stop_reports],
     }
-    report(f"teleop {config.name}", loop.stats(), extra, args.stats_json)
+    report(f"teleop {config.name}", loop.stats(), extra, args.stats_json, session.cameras.stats())
     for stop in session.stop_reports:
         console.print(stop.describe(), style=None if stop.torque_safe else "red")
     if failure is not None:

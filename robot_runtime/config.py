@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import pkgutil
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 import drivers
+from cameras.config import CameraConfig
 from robot_runtime.family import ArmFamily
 
 
@@ -73,7 +74,17 @@ class RobotFile(StrictModel):
     followers: list[ArmEntry] = Field(min_length=1)
     leaders: list[ArmEntry] = []
     safety: SafetyConfig = SafetyConfig()
+    cameras: dict[str, CameraConfig] = {}
+    """Camera name (as in `observation.images.<name>`) -> camera settings."""
     sim: SimConfig | None = None
+
+    @field_validator("cameras")
+    @classmethod
+    def _camera_names_are_identifiers(cls, value: dict[str, CameraConfig]) -> dict[str, CameraConfig]:
+        for name in value:
+            if not name.isidentifier():
+                raise ValueError(f"camera name {name!r} must be an identifier like 'front' or 'cam_high'")
+        return value
 
 
 @dataclass(frozen=True)
@@ -100,9 +111,7 @@ class RobotConfig:
     sim: SimConfig | None
     followers: tuple[ArmSpec, ...]
     leaders: tuple[ArmSpec, ...]
-
-    def with_arms(self, followers: tuple[ArmSpec, ...], leaders: tuple[ArmSpec, ...]) -> RobotConfig:
-        return RobotConfig(self.source, self.name, self.robot_type, self.fps, self.safety, self.sim, followers, leaders)
+    cameras: Mapping[str, CameraConfig] = field(default_factory=dict)
 
 
 def builtin_robot_names() -> list[str]:
@@ -144,7 +153,7 @@ def load_robot_config(robot: str, overrides: Sequence[str] = ()) -> RobotConfig:
         prefixes = [a.prefix for a in arms]
         if len(set(prefixes)) != len(prefixes):
             raise ConfigError(f"{path}: key '{key}': prefixes must be unique, got {prefixes}")
-    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders)
+    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders, parsed.cameras)
 
 
 def _apply_override(path: Path, raw: dict[str, Any], override: str) -> None:

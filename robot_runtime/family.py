@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydantic import BaseModel
 
 from robot_runtime.robot import Arm
@@ -26,6 +27,10 @@ class SimulatedArm:
     inject: Callable[[str, str], None]
     """(joint name, fault name) -> None."""
     faults: tuple[str, ...]
+    joint_names: tuple[str, ...]
+    pose: Callable[[], np.ndarray]
+    """Where the simulated joints are now, in joint units, read from the simulator itself (not over the
+    wire), so a simulated camera can draw the arm without competing with the control loop for the bus."""
 
 
 @dataclass(frozen=True)

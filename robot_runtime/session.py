@@ -1,5 +1,5 @@
-"""Bringing a robot setup up and down: simulators for `--sim`, rigs built and connected, and a safe
-stop (park, then torque-safe) on every way out, including Ctrl-C and errors during start-up."""
+"""Bringing a robot setup up and down: simulators for `--sim`, cameras opened, rigs built and connected,
+and a safe stop (park, then torque-safe) on every way out, including Ctrl-C and errors during start-up."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from types import TracebackType
 
+from cameras.base import Camera
+from cameras.camera_set import CameraSet
+from cameras.config import as_simulated, build_camera
+from cameras.sim import SceneArm, SimCamera
 from robot_runtime.config import ArmSpec, ConfigError, RobotConfig
 from robot_runtime.family import SimulatedArm
 from robot_runtime.rig import Rig
@@ -20,13 +24,16 @@ log = logging.getLogger(__name__)
 
 
 class Session:
-    """`with Session(config, sim=...) as s:` gives connected `s.follower` and `s.leader` rigs."""
+    """`with Session(config, sim=...) as s:` gives connected `s.follower` and `s.leader` rigs and the
+open `s.cameras`."""
 
-    def __init__(self, config: RobotConfig, *, sim: bool, with_leaders: bool = True) -> None:
+    def __init__(self, config: RobotConfig, *, sim: bool, with_leaders: bool = True, with_cameras: bool = True) -> None:
         self.config = config
         self.sim = sim
         self.with_leaders = with_leaders
+        self.with_cameras = with_cameras
         self.simulated: dict[str, SimulatedArm] = {}
+        self.cameras = CameraSet({})
         self.stop_reports: list[StopReport] = []
         self.follower: Rig
         self.leader: Rig | None = None
@@ -53,6 +60,9 @@ class Session:
             followers, leaders = self._simulate(config.followers), self._simulate(leaders)
         else:
             followers = config.followers
+        if self.with_cameras and config.cameras:
+            self.cameras = CameraSet(self._cameras(followers))
+            self._stack.enter_context(self.cameras)
         if leaders:
             self.leader = self._rig(leaders, "leader")
         self.follower = self._rig(followers, "follower")
@@ -64,6 +74,16 @@ class Session:
             self.simulated[spec.label] = simulated
             out.append(replace(spec, config=simulated.config))
         return tuple(out)
+
+    def _cameras(self, followers: tuple[ArmSpec, ...]) -> dict[str, Camera]:
+        """The configured cameras, or with --sim simulated ones in the same modes viewing the followers."""
+        if not self.sim:
+            return {name: build_camera(name, camera) for name, camera in self.config.cameras.items()}
+        scene = tuple(SceneArm(s.label, self.simulated[s.label].joint_names, self.simulated[s.label].pose) for s in followers)
+        return {
+            name: SimCamera(name, as_simulated(camera, view_deg=_view_deg(index)), scene)
+            for index, (name, camera) in enumerate(self.config.cameras.items())
+        }
 
     def _rig(self, arms: tuple[ArmSpec, ...], role: str) -> Rig:
         rig = Rig({spec.prefix: spec.family.build(spec.config, spec.label) for spec in arms}, name=role)
@@ -78,6 +98,11 @@ class Session:
     @property
     def stopped_safely(self) -> bool:
         return all(r.torque_safe for r in self.stop_reports)
+
+
+def _view_deg(index: int) -> float:
+    """Simulated cameras look from different sides: 0, +40, -40, +80, ... degrees."""
+    return 40.0 * ((index + 1) // 2) * (-1) ** index
 
 
 @contextlib.contextmanager

@@ -1,11 +1,14 @@
-"""Leader-follower teleoperation as one tick function: read the leader, filter, command the follower."""
+"""Leader-follower teleoperation as one tick function: read the leader, filter, command the follower,
+then observe the follower and the cameras."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from cameras.base import Frame
+from cameras.camera_set import CameraSet
 from robot_runtime.config import SafetyConfig
 from robot_runtime.loop import Tick
 from robot_runtime.rig import Rig
@@ -26,15 +29,18 @@ class TeleopStep:
     action: np.ndarray
     """What was sent to the follower after the soft start and the safety filter."""
     follower: JointState
+    frames: dict[str, Frame] = field(default_factory=dict)
+    """One frame per camera, chosen for the moment the follower was read."""
 
 
 class Teleop:
-    def __init__(self, leader: Rig, follower: Rig, safety: SafetyConfig) -> None:
+    def __init__(self, leader: Rig, follower: Rig, safety: SafetyConfig, cameras: CameraSet | None = None) -> None:
         if leader.feature_names != follower.feature_names:
             raise ValueError(f"leader joints {leader.feature_names} do not match follower joints {follower.feature_names}")
         self.leader = leader
         self.follower = follower
         self.safety = safety
+        self.cameras = cameras if cameras is not None else CameraSet({})
         self.filter = SafetyFilter(follower.lower_limits, follower.upper_limits, safety.max_step)
         self._origin: np.ndarray | None = None
         self._sent: np.ndarray | None = None
@@ -67,5 +73,7 @@ class Teleop:
         target = self._origin + ramp * (leader.position - self._origin)
         action = self.follower.write(self.filter(target, self._sent)).sent
         self._sent = action
-        self.last = TeleopStep(tick=tick, leader=leader, action=action, follower=self.follower.read())
+        follower = self.follower.read()
+        frames = self.cameras.frames_at(follower.timestamp_s)
+        self.last = TeleopStep(tick=tick, leader=leader, action=action, follower=follower, frames=frames)
         return self.last

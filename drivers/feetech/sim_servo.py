@@ -201,6 +201,12 @@ class SimServo:
             self._velocity_ticks_per_s = 0.0
             return True
 
+    def present_ticks(self) -> float:
+        """Where the servo is now (present coordinates), for observers such as a simulated camera."""
+        with self._lock:
+            self._update()
+            return self._present_ticks()
+
     def follow(self, trajectory: Trajectory | None) -> None:
         """Let trajectory(t) move the servo by hand; it only takes effect while torque is off."""
         with self._lock:

@@ -73,6 +73,8 @@ def _simulate_arm(spec: ArmSpec, sim: SimConfig, stack: contextlib.ExitStack, ca
         address=path,
         inject=inject,
         faults=tuple(f.value for f in Fault),
+        joint_names=tuple(names),
+        pose=lambda: norm.to_units(np.array([servo.present_ticks() for servo in servos])),
     )
 
 

@@ -1,0 +1,126 @@
+"""The simulated camera runs free at its frame rate, draws the arm as it is at capture time, stamps
+that time and its frame number into the image, and can stall or be unplugged on purpose."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cameras.base import CameraStaleError
+from cameras.camera_set import CameraSet
+from cameras.config import SimCameraConfig
+from cameras.sim import SceneArm, SimCamera
+from cameras.stamp import read_stamp
+
+
+class MovableArm:
+    """A pose the test sets; the camera reads it from its own thread."""
+
+    def __init__(self) -> None:
+        self.pose = np.array([0.0, -30.0, 40.0, 30.0, 0.0, 50.0])
+
+    def scene(self) -> tuple[SceneArm, ...]:
+        names = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+        return (SceneArm("follower", names, lambda: self.pose.copy()),)
+
+
+def sim_camera(name: str = "front", arm: MovableArm | None = None, **settings) -> SimCamera:
+    config = SimCameraConfig(type="sim", **settings)
+    return SimCamera(name, config, (arm or MovableArm()).scene())
+
+
+def collect(camera: SimCamera, count: int, timeout_s: float = 5.0) -> list:
+    frames, deadline = {}, time.monotonic() + timeout_s
+    while len(frames) < count and time.monotonic() < deadline:
+        for frame in camera.buffered():
+            frames[frame.index] = frame
+        time.sleep(0.01)
+    return [frames[i] for i in sorted(frames)]
+
+
+def test_frames_are_stamped_with_their_number_and_capture_time():
+    with sim_camera(fps=30) as camera:
+        frames = collect(camera, 15)
+    assert len(frames) >= 15
+    for frame in frames:
+        stamp = read_stamp(frame.image)
+        assert stamp.number == frame.number
+        assert stamp.capture_us == round(frame.capture_s * 1e6)
+        assert frame.clock == "sim" and frame.capture_s <= frame.arrival_s
+    numbers = [f.number for f in frames]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+def test_frames_come_at_the_configured_rate():
+    with sim_camera(fps=20) as camera:
+        frames = collect(camera, 12)
+    periods_s = np.diff([f.capture_s for f in frames])
+    assert np.median(periods_s) == pytest.approx(1 / 20, rel=0.2)
+
+
+def test_delivered_images_are_rgb_read_only_and_in_the_configured_size():
+    with sim_camera(width=320, height=240) as camera:
+        frame = camera.latest()
+        assert frame.image.shape == (240, 320, 3) and frame.image.dtype == np.uint8
+        with pytest.raises(ValueError):
+            frame.image[0, 0, 0] = 1
+
+
+def test_rotation_turns_the_image():
+    with sim_camera(width=320, height=240, rotation=90) as camera:
+        frame = camera.latest()
+    assert frame.image.shape == (320, 240, 3)
+    unrotated = np.rot90(frame.image, k=1)  # undo the clockwise quarter turn
+    assert read_stamp(np.ascontiguousarray(unrotated)).number == frame.number
+
+
+def test_the_picture_follows_the_arm():
+    arm = MovableArm()
+    camera = sim_camera(arm=arm)
+    before = camera.render(1.0, 0)
+    arm.pose = arm.pose + np.array([0.0, 40.0, -30.0, 20.0, 0.0, -40.0])
+    after = camera.render(1.0, 0)
+    changed = np.any(before != after, axis=2)
+    assert changed.mean() > 0.01  # the arm moved across the picture
+    assert not changed[-40:, :].all()  # not a different picture altogether
+
+
+def test_a_stalled_camera_stays_connected_but_goes_stale_and_is_named():
+    camera = sim_camera("wrist", fps=30, max_age_ms=150)
+    with CameraSet({"wrist": camera}) as cams:
+        cams.frames_at(time.monotonic())
+        camera.inject("stall")
+        delivered = camera.health().frames
+        time.sleep(0.4)
+        assert camera.health().frames <= delivered + 1 and camera.health().connected
+        with pytest.raises(CameraStaleError, match=r"camera 'wrist' \(sim 640x480@30\).*connected but not delivering \(stalled\)"):
+            cams.frames_at(time.monotonic())
+        camera.clear()
+        time.sleep(0.2)
+        cams.frames_at(time.monotonic())
+
+
+def test_an_unplugged_camera_is_reopened_when_it_comes_back():
+    camera = sim_camera("top", fps=30, max_age_ms=2000)
+    with CameraSet({"top": camera}) as cams:
+        camera.inject("disconnect")
+        time.sleep(0.3)
+        assert not camera.health().connected
+        assert "simulated unplugged cable" in camera.health().last_error
+        cams.frames_at(time.monotonic())  # within max_age_ms: the run goes on with the last frame
+        camera.clear()
+        deadline = time.monotonic() + 5
+        while camera.health().reconnects == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert camera.health().reconnects == 1 and camera.health().connected
+        time.sleep(0.1)
+        assert time.monotonic() - cams.frames_at(time.monotonic())["top"].capture_s < 0.1
+
+
+def test_close_joins_the_capture_thread_even_while_stalled():
+    camera = sim_camera("front")
+    camera.open()
+    camera.inject("stall")
+    camera.close()
+    assert not [t for t in threading.enumerate() if t.name == "camera-front"]

@@ -1,0 +1,64 @@
+"""The image stamp carries a frame number and a capture time through lossy encoding, and a damaged or
+missing stamp is reported, never misread."""
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cameras.stamp import Stamp, StampError, read_stamp, stamp_height_px, write_stamp
+
+
+def noisy_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+@settings(max_examples=60, deadline=None)
+@given(number=st.integers(0, 2**32 - 1), capture_us=st.integers(0, 2**48 - 1), width=st.sampled_from([224, 320, 640, 1280]))
+def test_any_stamp_reads_back_exactly(number, capture_us, width):
+    image = noisy_image(240, width)
+    write_stamp(image, Stamp(number, capture_us))
+    assert read_stamp(image) == Stamp(number, capture_us)
+
+
+@pytest.mark.parametrize("quality", [90, 50, 20])
+def test_the_stamp_survives_heavy_jpeg_compression(quality):
+    image = noisy_image()
+    write_stamp(image, Stamp(123456, 987_654_321_012))
+    assert read_stamp(jpeg(image, quality)) == Stamp(123456, 987_654_321_012)
+
+
+def test_only_the_top_band_is_touched():
+    image = noisy_image()
+    original = image.copy()
+    write_stamp(image, Stamp(1, 2))
+    band = stamp_height_px(640)
+    assert np.array_equal(image[band:], original[band:])
+    assert not np.array_equal(image[:band], original[:band])
+
+
+def test_an_image_without_a_stamp_is_refused():
+    with pytest.raises(StampError, match="no valid stamp"):
+        read_stamp(noisy_image())
+
+
+def test_a_damaged_stamp_is_refused_not_misread():
+    image = noisy_image()
+    write_stamp(image, Stamp(42, 1_000_000))
+    image[: stamp_height_px(640), :40] = 255 - image[: stamp_height_px(640), :40]
+    with pytest.raises(StampError):
+        read_stamp(image)
+
+
+def test_too_narrow_images_and_out_of_range_values_are_errors():
+    with pytest.raises(ValueError, match="narrower than 96 px"):
+        write_stamp(noisy_image(64, 64), Stamp(1, 1))
+    with pytest.raises(ValueError, match="out of range"):
+        write_stamp(noisy_image(), Stamp(2**32, 1))
