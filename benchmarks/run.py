@@ -1,4 +1,5 @@
-"""`python -m benchmarks.run`: measure the bus, a missing motor and the teleop loop, and write docs/benchmarks.md.
+"""`python -m benchmarks.run`: measure the bus, a missing motor, the teleop loop with and without cameras,
+and write docs/benchmarks.md.
 
 Everything is measured in one run on one machine and compared as ratios within it, because absolute
 numbers from a shared 2-core VM say little on their own. There are deliberately no pass/fail thresholds.
@@ -11,6 +12,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -136,7 +138,7 @@ def teleop_section(runs: list[TeleopRun], duration_s: float) -> list[str]:
     out = [
         "## 4. Loop timing during simulated teleop",
         "",
-        f"`robot-runtime teleop --robot so100 --sim --duration {duration_s:g} --fps N --stats-json ...` run as a "
+        f"`robot-runtime teleop --robot so100 --sim --no-cameras --duration {duration_s:g} --fps N --stats-json ...` run as a "
         "subprocess, one run at a time (leader and follower each on their own in-process bus simulator). Samples are "
         "loop ticks; lateness is tick start minus its deadline. Process CPU is user+system time of the whole process "
         "(start-up and parking included) over its wall time. Under load a busy-arithmetic Python process is pinned to "
@@ -179,6 +181,67 @@ def teleop_section(runs: list[TeleopRun], duration_s: float) -> list[str]:
     return out
 
 
+def _worst(cameras: list[dict[str, Any]], key: str) -> float:
+    return max(c[key] for c in cameras)
+
+
+def camera_section(runs: list[TeleopRun], baselines: dict[float, TeleopRun], duration_s: float) -> list[str]:
+    out = [
+        "## 5. Loop timing with three simulated cameras",
+        "",
+        f"The same teleop process as section 4 (`--duration {duration_s:g}`), now with so100.yaml's three cameras "
+        "(`front`, `wrist`, `top`), which `--sim` replaces with simulated 640x480 @ 30 fps cameras. Each has its own "
+        "capture thread rendering the simulated follower and stamping every frame; each tick takes the newest frame of "
+        "every camera. Frame age is the follower read time minus the chosen frame's capture time (worst camera shown); "
+        "skew is the spread of capture times across the three cameras within one tick. The cameras run free, each at "
+        "its own phase, as real cameras without a sync cable do. Ratios compare with the camera-less run at the same "
+        "rate in section 4.",
+        "",
+    ]
+    rows = []
+    for run in runs:
+        cpu = f"{100 * run.cpu_s / run.wall_s:.1f} %"
+        if run.loop is None or run.cameras is None:
+            rows.append((run.label, *["-"] * 8, cpu, run.outcome))
+            continue
+        loop, cams = run.loop, run.cameras["cameras"]
+        rows.append(
+            (
+                run.label,
+                f"{loop['achieved_hz']:.2f}",
+                f"{loop['lateness_p50_ms']:.3f} / {loop['lateness_p99_ms']:.3f}",
+                loop["missed_deadlines"],
+                " / ".join(f"{c['achieved_fps']:.2f}" for c in cams),
+                f"{_worst(cams, 'age_p50_ms'):.1f} / {_worst(cams, 'age_p99_ms'):.1f}",
+                f"{run.cameras['skew_p50_ms']:.1f} / {run.cameras['skew_p99_ms']:.1f}",
+                sum(c["dropped"] for c in cams),
+                sum(c["reused"] for c in cams),
+                cpu,
+                run.outcome,
+            )
+        )
+    out += _table(
+        ("run", "achieved Hz", "lateness p50 / p99 ms", "missed deadlines", "camera fps", "frame age p50 / p99 ms",
+         "skew p50 / p99 ms", "dropped", "reused", "process CPU", "outcome"),
+        rows,
+    )  # fmt: skip
+    for run in runs:
+        base = baselines.get(run.fps)
+        if run.loop and base and base.loop and "hog" not in run.label:
+            out.append(
+                f"- {run.label} / no cameras: lateness p99 {ratio(run.loop['lateness_p99_ms'], base.loop['lateness_p99_ms'])}, "
+                f"process CPU {ratio(run.cpu_s / run.wall_s, base.cpu_s / base.wall_s)}."
+            )
+    out += [
+        "",
+        "Dropped: frames a camera delivered that no tick took (at 30 Hz, a frame arriving just after a tick is "
+        "replaced before the next). Reused: ticks that got the same frame as the tick before (at 50 Hz, two ticks "
+        "often fall within one 33 ms frame period).",
+        "",
+    ]
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the robot-runtime benchmarks and write docs/benchmarks.md.")
     parser.add_argument("--cycles", type=int, default=2000, help="timed bus cycles per row (section 2)")
@@ -208,12 +271,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs: list[TeleopRun] = []
     for label, fps, hog_cpus in teleop_plan:
         with console.status(f"teleop {label} for {args.teleop_duration_s:g} s (section 4) ..."), cpu_hogs(hog_cpus):
-            runs.append(run_teleop(label, fps, args.teleop_duration_s))
-        run = runs[-1]
-        if run.loop is None:
-            console.log(f"[red]teleop {label}: {run.outcome}[/]")
-        else:
-            console.log(f"teleop {label}: {run.loop['achieved_hz']:.2f} Hz, lateness p99 {run.loop['lateness_p99_ms']:.3f} ms, missed {run.loop['missed_deadlines']}")
+            runs.append(run_teleop(label, fps, args.teleop_duration_s, ["--no-cameras"]))
+        _log_run(runs[-1])
+    camera_plan: list[tuple[str, float, list[int]]] = [
+        ("30 Hz, 3 cameras", 30.0, []),
+        ("50 Hz, 3 cameras", 50.0, []),
+        (f"50 Hz, 3 cameras, CPU hogs on all {len(cpus)} CPUs", 50.0, cpus),
+    ]
+    camera_runs: list[TeleopRun] = []
+    for label, fps, hog_cpus in camera_plan:
+        with console.status(f"teleop {label} for {args.teleop_duration_s:g} s (section 5) ..."), cpu_hogs(hog_cpus):
+            camera_runs.append(run_teleop(label, fps, args.teleop_duration_s))
+        _log_run(camera_runs[-1])
+    baselines = {run.fps: run for run in runs if "," not in run.label}
     elapsed_s = time.perf_counter() - start_s
 
     lines = [
@@ -227,12 +297,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         *bus_section(cycles, args.cycles, args.warmup_cycles),
         *missing_motor_section(missing),
         *teleop_section(runs, args.teleop_duration_s),
+        *camera_section(camera_runs, baselines, args.teleop_duration_s),
         f"Load average 1/5/15 min at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} "
         "(the benchmark itself adds to it; a high value at the start means something else was running).",
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines).rstrip() + "\n")
     console.log(f"wrote {args.output}")
+
+
+def _log_run(run: TeleopRun) -> None:
+    if run.loop is None:
+        console.log(f"[red]teleop {run.label}: {run.outcome}[/]")
+    else:
+        console.log(f"teleop {run.label}: {run.loop['achieved_hz']:.2f} Hz, lateness p99 {run.loop['lateness_p99_ms']:.3f} ms, missed {run.loop['missed_deadlines']}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Section 4: loop timing of the real `robot-runtime teleop --sim` process, alone and next to a CPU hog.
+"""Loop timing of the real `robot-runtime teleop --sim` process, alone, next to a CPU hog, with and
+without cameras (sections 4 and 5).
 
-Run as subprocesses so the figures include everything the CLI does (two simulated buses, safety filter).
+Run as subprocesses so the figures include everything the CLI does (two simulated buses, safety filter,
+camera capture threads).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ class TeleopRun:
     fps: float
     loop: dict[str, Any] | None
     """LoopStats fields, or None when the process died without writing them."""
+    cameras: dict[str, Any] | None
+    """CameraSetStats fields when the run had cameras."""
     wall_s: float
     cpu_s: float
     """User + system CPU of the whole teleop process, start-up and parking included."""
@@ -57,17 +61,17 @@ def cpu_hogs(cpus: Iterable[int]) -> Iterator[list[int]]:
             proc.wait()
 
 
-def run_teleop(label: str, fps: float, duration_s: float) -> TeleopRun:
+def run_teleop(label: str, fps: float, duration_s: float, extra_args: Sequence[str] = ()) -> TeleopRun:
     """One `teleop --sim` run; the child's CPU comes from RUSAGE_CHILDREN around its wait (the hog is not reaped yet)."""
     with tempfile.TemporaryDirectory(prefix="robot-runtime-bench-") as tmp:
         stats_path = Path(tmp) / "stats.json"
-        args = [*_teleop_command(), "teleop", "--robot", "so100", "--sim", "--duration", f"{duration_s:g}", "--fps", f"{fps:g}", "--stats-json", str(stats_path)]
+        args = [*_teleop_command(), "teleop", "--robot", "so100", "--sim", "--duration", f"{duration_s:g}", "--fps", f"{fps:g}", "--stats-json", str(stats_path), *extra_args]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start_s = time.perf_counter()
         try:
             done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + STARTUP_AND_PARK_S)
         except subprocess.TimeoutExpired:  # run() has killed and reaped it
-            return TeleopRun(label, fps, None, time.perf_counter() - start_s, math.nan, f"killed after {duration_s + STARTUP_AND_PARK_S:g} s")
+            return TeleopRun(label, fps, None, None, time.perf_counter() - start_s, math.nan, f"killed after {duration_s + STARTUP_AND_PARK_S:g} s")
         wall_s = time.perf_counter() - start_s
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         stats = json.loads(stats_path.read_text()) if stats_path.exists() else None
@@ -75,5 +79,5 @@ def run_teleop(label: str, fps: float, duration_s: float) -> TeleopRun:
     if stats is None:
         # A crash is a result worth reporting, not a reason to lose the other figures.
         last_line = next((line for line in reversed(done.stderr.splitlines()) if line.strip()), "no output")
-        return TeleopRun(label, fps, None, wall_s, cpu_s, f"exited {done.returncode} without stats: `{last_line.strip()}`")
-    return TeleopRun(label, fps, stats["loop"], wall_s, cpu_s, str(stats.get("outcome", "?")))
+        return TeleopRun(label, fps, None, None, wall_s, cpu_s, f"exited {done.returncode} without stats: `{last_line.strip()}`")
+    return TeleopRun(label, fps, stats["loop"], stats.get("cameras"), wall_s, cpu_s, str(stats.get("outcome", "?")))

@@ -192,12 +192,17 @@ class Camera(abc.ABC):
         return CameraHealth(self._connected, frames, fps, self._device_gaps, self._reconnects, self._last_error)
 
     # -- capture thread ------------------------------------------------------------------------
+    def _running(self) -> bool:
+        """Capture threads are not daemons (a daemon killed inside a driver call aborts the process), so
+        they end themselves when the main thread has finished, even if close() was never called."""
+        return not self._stop.is_set() and threading.main_thread().is_alive()
+
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while self._running():
             try:
                 raw = self._capture()
             except CameraError as exc:
-                if self._stop.is_set():
+                if not self._running():
                     break
                 self._lost(str(exc))
                 self._reconnect()
@@ -208,6 +213,9 @@ class Camera(abc.ABC):
                 self._reconnect()
                 continue
             self._store(raw)
+        if not threading.main_thread().is_alive() and self._connected:
+            self._connected = False
+            self._close_device()
 
     def _store(self, raw: RawFrame) -> None:
         rotation = ROTATIONS[self.settings.rotation]
@@ -237,7 +245,7 @@ class Camera(abc.ABC):
     def _reconnect(self) -> None:
         """Retry opening with backoff until it works or the camera is closed."""
         delay_s = 0.1
-        while not self._stop.wait(delay_s):
+        while not self._stop.wait(delay_s) and self._running():
             try:
                 self._open_device()
             except CameraError as exc:

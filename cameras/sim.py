@@ -84,7 +84,7 @@ class SimCamera(Camera):
         while True:
             if CameraFault.DISCONNECT in self._faults:
                 raise CameraError(f"{self.label}: device lost (simulated unplugged cable)")
-            if self._stop.is_set():
+            if not self._running():
                 raise CameraError(f"{self.label}: closed")
             deadline_s = self._t0_s + self._slot * period_s
             wait_s = deadline_s - self._clock()

@@ -47,7 +47,7 @@ class HandFedCamera(Camera):
         pass
 
     def _capture(self) -> RawFrame:
-        while not self._stop.is_set():
+        while self._running():
             try:
                 item = self._queue.get(timeout=0.02)
             except queue.Empty:

@@ -60,7 +60,7 @@ def test_nearest_selection_picks_the_frame_captured_closest_to_the_tick(pair):
 
 def test_frames_no_tick_saw_count_as_dropped_and_a_frame_seen_twice_as_reused(pair):
     cams = opened(pair)
-    front, wrist = pair["front"], pair["wrist"]
+    front = pair["front"]
     cams.frames_at(time.monotonic())  # both cameras: their first frame
     for _ in range(3):
         front.deliver(time.monotonic())  # front: three new frames, only the last one is selected

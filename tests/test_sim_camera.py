@@ -1,6 +1,8 @@
 """The simulated camera runs free at its frame rate, draws the arm as it is at capture time, stamps
 that time and its frame number into the image, and can stall or be unplugged on purpose."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -124,3 +126,16 @@ def test_close_joins_the_capture_thread_even_while_stalled():
     camera.inject("stall")
     camera.close()
     assert not [t for t in threading.enumerate() if t.name == "camera-front"]
+
+
+def test_a_program_that_forgets_to_close_its_camera_still_exits_cleanly():
+    script = (
+        "from cameras.config import SimCameraConfig\n"
+        "from cameras.sim import SimCamera\n"
+        "camera = SimCamera('front', SimCameraConfig(type='sim'))\n"
+        "camera.open()\n"
+        "camera.inject('stall')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "terminate called" not in result.stderr
