@@ -8,7 +8,7 @@ import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -76,6 +76,8 @@ class RobotFile(StrictModel):
     safety: SafetyConfig = SafetyConfig()
     cameras: dict[str, CameraConfig] = {}
     """Camera name (as in `observation.images.<name>`) -> camera settings."""
+    camera_selection: Literal["newest", "nearest"] = "newest"
+    """Which frame a tick takes from each camera: the newest, or the one captured nearest the arm read."""
     sim: SimConfig | None = None
 
     @field_validator("cameras")
@@ -112,6 +114,7 @@ class RobotConfig:
     followers: tuple[ArmSpec, ...]
     leaders: tuple[ArmSpec, ...]
     cameras: Mapping[str, CameraConfig] = field(default_factory=dict)
+    camera_selection: Literal["newest", "nearest"] = "newest"
 
 
 def builtin_robot_names() -> list[str]:
@@ -153,7 +156,7 @@ def load_robot_config(robot: str, overrides: Sequence[str] = ()) -> RobotConfig:
         prefixes = [a.prefix for a in arms]
         if len(set(prefixes)) != len(prefixes):
             raise ConfigError(f"{path}: key '{key}': prefixes must be unique, got {prefixes}")
-    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders, parsed.cameras)
+    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders, parsed.cameras, parsed.camera_selection)
 
 
 def _apply_override(path: Path, raw: dict[str, Any], override: str) -> None:

@@ -61,7 +61,7 @@ open `s.cameras`."""
         else:
             followers = config.followers
         if self.with_cameras and config.cameras:
-            self.cameras = CameraSet(self._cameras(followers))
+            self.cameras = CameraSet(self._cameras(followers), config.camera_selection)
             self._stack.enter_context(self.cameras)
         if leaders:
             self.leader = self._rig(leaders, "leader")

@@ -112,3 +112,12 @@ def test_camera_names_must_be_identifiers(so100_yaml, write_robot):
     so100_yaml["cameras"] = {"front cam": {"type": "sim"}}
     with pytest.raises(ConfigError, match="camera name 'front cam' must be an identifier"):
         load_robot_config(str(write_robot(so100_yaml)))
+
+
+def test_the_frame_selection_rule_comes_from_the_config():
+    config = load_robot_config("so100", ["camera_selection=nearest"])
+    with Session(config, sim=True, with_leaders=False) as session:
+        assert session.cameras.selection == "nearest"
+        state = session.follower.read()
+        frames = session.cameras.frames_at(state.timestamp_s)
+    assert set(frames) == {"front", "wrist", "top"}
