@@ -162,12 +162,15 @@ class Camera(abc.ABC):
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
+            # A reconnect attempt may be inside a device open, which can take up to open_timeout_s.
+            timeout_s = self.settings.open_timeout_s + 2.0
+            thread.join(timeout=timeout_s)
             if thread.is_alive():
-                log.error("%s: capture thread did not stop within 5 s", self.label)
-        if self._connected:
-            self._connected = False
-            self._close_device()
+                # Releasing the device under a thread still inside a driver call can crash the process:
+                # the thread releases it itself when the call returns.
+                log.error("%s: capture thread did not stop within %.0f s", self.label, timeout_s)
+                return
+        self._release()
 
     def __enter__(self) -> Camera:
         self.open()
@@ -213,8 +216,12 @@ class Camera(abc.ABC):
                 self._reconnect()
                 continue
             self._store(raw)
-        if not threading.main_thread().is_alive() and self._connected:
-            self._connected = False
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            connected, self._connected = self._connected, False
+        if connected:
             self._close_device()
 
     def _store(self, raw: RawFrame) -> None:
@@ -239,8 +246,7 @@ class Camera(abc.ABC):
         self._last_error = reason
         if self._connected:
             log.warning("%s stopped delivering frames: %s; reconnecting", self.label, reason)
-            self._connected = False
-            self._close_device()
+            self._release()
 
     def _reconnect(self) -> None:
         """Retry opening with backoff until it works or the camera is closed."""
