@@ -12,7 +12,6 @@ import json
 import math
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,8 +41,8 @@ class TeleopRun:
 
 
 def _teleop_command() -> list[str]:
-    exe = shutil.which("robot-runtime")
-    return [exe] if exe else [sys.executable, "-m", "apps.cli"]
+    """The CLI of this interpreter's environment (a `robot-runtime` on PATH may belong to another)."""
+    return [sys.executable, "-m", "apps.cli"]
 
 
 @contextlib.contextmanager
