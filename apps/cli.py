@@ -9,13 +9,14 @@ import sys
 
 from rich.logging import RichHandler
 
-from apps import sim, teleop
+from apps import find_cameras, sim, teleop
 from apps.common import console
 from calibration.store import CalibrationError
+from cameras.base import CameraError
 from robot_runtime.config import ConfigError
 from robot_runtime.robot import ArmError
 
-COMMANDS = (teleop, sim)
+COMMANDS = (teleop, sim, find_cameras)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CalibrationError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
-    except (ArmError, ValueError) as exc:
+    except (ArmError, CameraError, ValueError) as exc:
         if args.verbose:
             console.print_exception()
         console.print(f"[red]error:[/] {exc}")

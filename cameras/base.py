@@ -23,6 +23,10 @@ class CameraError(RuntimeError):
     """A camera could not be opened or stopped delivering; the message names the camera and what to check."""
 
 
+class CameraFinished(CameraError):
+    """A source that ended for good, as a recording played to its end: reported, never reopened."""
+
+
 class CameraStaleError(CameraError):
     """The newest frame of a camera is older than its maximum age: the camera stalled or died."""
 
@@ -42,7 +46,8 @@ class Frame:
     index: int
     """Position in this camera's sequence of delivered frames since open: gaps here mean frames never selected."""
     clock: str
-    """Where `capture_s` came from: "device", "kernel", "sim" or "arrival" (host time when no better one exists)."""
+    """Where `capture_s` came from: "device", "kernel", "sim", "playback" (recorded times re-based onto the
+    first frame's arrival) or "arrival" (host time when no better one exists)."""
     depth: np.ndarray | None = None
     """uint16 height x width depth in the device's depth units, aligned to the colour image, if enabled."""
 
@@ -204,6 +209,9 @@ class Camera(abc.ABC):
         while self._running():
             try:
                 raw = self._capture()
+            except CameraFinished as exc:
+                self._last_error = str(exc)
+                break
             except CameraError as exc:
                 if not self._running():
                     break
