@@ -234,9 +234,9 @@ def camera_section(runs: list[TeleopRun], baselines: dict[float, TeleopRun], dur
             )
     out += [
         "",
-        "Dropped: frames a camera delivered that no tick took (at 30 Hz, a frame arriving just after a tick is "
-        "replaced before the next). Reused: ticks that got the same frame as the tick before (at 50 Hz, two ticks "
-        "often fall within one 33 ms frame period).",
+        "Dropped: frames a camera delivered that no tick took (a camera faster than the loop, or one whose phase "
+        "drifts against it). Reused: ticks that got the same frame as the tick before (at 50 Hz, two ticks often "
+        "fall within one 33 ms frame period).",
         "",
     ]
     return out

@@ -312,6 +312,7 @@ def _fps(interval: _Fraction) -> float:
 
 
 def fourcc_text(code: int) -> str:
+    """The four characters (like MJPG) packed in a V4L2 / OpenCV FOURCC number."""
     return struct.pack("<I", code).decode("ascii", "replace").rstrip("\x00 ")
 
 

@@ -14,6 +14,7 @@ import cv2
 
 from cameras.base import Camera, CameraError, RawFrame
 from cameras.config import OpenCVCameraConfig
+from cameras.discovery import fourcc_text
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,6 @@ V4L2_BUFFERS = 2
 arrive while it decodes are dropped; with more, a capture thread that falls behind reads old frames."""
 KERNEL_TIMESTAMP_MAX_AGE_S = 1.0
 """A V4L2 buffer timestamp older than this (or in the future) is not on CLOCK_MONOTONIC: use arrival time."""
-
-
-def fourcc_text(code: float) -> str:
-    """The four characters (like MJPG) packed in OpenCV's CAP_PROP_FOURCC number."""
-    value = int(code)
-    return "".join(chr((value >> (8 * i)) & 0xFF) for i in range(4)).strip("\0") or "none"
 
 
 def video_devices() -> list[str]:
@@ -121,7 +116,7 @@ class OpenCVCamera(Camera):
         cap.set(cv2.CAP_PROP_FPS, settings.fps)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, V4L2_BUFFERS)
         width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        fourcc, fps = fourcc_text(cap.get(cv2.CAP_PROP_FOURCC)), cap.get(cv2.CAP_PROP_FPS)
+        fourcc, fps = fourcc_text(int(cap.get(cv2.CAP_PROP_FOURCC))) or "none", cap.get(cv2.CAP_PROP_FPS)
         asked = f"{settings.width}x{settings.height} {self.config.fourcc or ''}".strip()
         if (width, height) != (settings.width, settings.height):
             cap.release()
