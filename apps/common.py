@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -142,14 +143,13 @@ def report(title: str, stats: LoopStats, extra: dict[str, Any], stats_json: Path
 
 
 def camera_table(stats: CameraSetStats) -> Table:
-    skew = f"cross-camera skew p50 / p99 / max: {stats.skew_p50_ms:.1f} / {stats.skew_p99_ms:.1f} / {stats.skew_max_ms:.1f} ms"
-    table = Table(title=f"cameras ({skew})" if len(stats.cameras) > 1 else "cameras")
-    for column in ("camera", "source", "fps", "age p50/p99 ms", "dropped", "reused", "gaps", "reconnects"):
-        table.add_column(column)
+    skew = f"skew across cameras p50 / p99 / max: {stats.skew_p50_ms:.1f} / {stats.skew_p99_ms:.1f} / {stats.skew_max_ms:.1f} ms"
+    table = Table(title="cameras", caption=skew if len(stats.cameras) > 1 else None, box=box.SIMPLE_HEAD)
+    for column in ("camera", "fps", "age p50/p99 ms", "dropped", "reused", "gaps", "reconnects"):
+        table.add_column(column, no_wrap=True)
     for cam in stats.cameras:
         table.add_row(
             cam.name,
-            cam.source,
             f"{cam.achieved_fps:.1f}",
             f"{cam.age_p50_ms:.1f} / {cam.age_p99_ms:.1f}",
             str(cam.dropped),

@@ -51,7 +51,7 @@ def test_stats_json_reports_each_camera_and_the_skew_between_them(tmp_path):
         assert camera["reconnects"] == 0 and camera["last_error"] is None
     assert 0 <= cameras["skew_p50_ms"] <= cameras["skew_p99_ms"] <= cameras["skew_max_ms"]
     assert cameras["ticks"] >= 85
-    assert "cross-camera skew" in result.stderr
+    assert "skew across cameras" in result.stderr
 
 
 def test_a_camera_that_dies_stops_the_run_by_name_and_the_arm_parks(tmp_path):
