@@ -1,6 +1,9 @@
 """The image stamp carries a frame number and a capture time through lossy encoding, and a damaged or
 missing stamp is reported, never misread."""
 
+import io
+
+import av
 import cv2
 import numpy as np
 import pytest
@@ -62,3 +65,22 @@ def test_too_narrow_images_and_out_of_range_values_are_errors():
         write_stamp(noisy_image(64, 64), Stamp(1, 1))
     with pytest.raises(ValueError, match="out of range"):
         write_stamp(noisy_image(), Stamp(2**32, 1))
+
+
+@pytest.mark.parametrize("codec, options", [("libsvtav1", {"crf": "30", "g": "2", "preset": "8"}), ("libx264", {"preset": "ultrafast", "g": "2"})])
+def test_every_stamp_survives_video_encoding_as_recorded_datasets_use_it(codec, options):
+    """LeRobot's default (AV1, crf 30, yuv420p) and the fast H.264 path: each decoded frame still names itself."""
+    stamps = [Stamp(number, 5_000_000 + number * 33_333) for number in range(20)]
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=30, options=options)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for number, stamp in enumerate(stamps):
+            image = noisy_image(seed=number)
+            write_stamp(image, stamp)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    buffer.seek(0)
+    with av.open(buffer) as container:
+        decoded = [read_stamp(frame.to_ndarray(format="rgb24")) for frame in container.decode(video=0)]
+    assert decoded == stamps
