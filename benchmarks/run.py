@@ -268,22 +268,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         (f"50 Hz, CPU hog pinned to CPU {cpus[-1]}", 50.0, cpus[-1:]),
         (f"50 Hz, CPU hogs on all {len(cpus)} CPUs", 50.0, cpus),
     ]
-    runs: list[TeleopRun] = []
-    for label, fps, hog_cpus in teleop_plan:
-        with console.status(f"teleop {label} for {args.teleop_duration_s:g} s (section 4) ..."), cpu_hogs(hog_cpus):
-            runs.append(run_teleop(label, fps, args.teleop_duration_s, ["--no-cameras"]))
-        _log_run(runs[-1])
+    runs = _run_plan(teleop_plan, args.teleop_duration_s, "section 4", ["--no-cameras"])
     camera_plan: list[tuple[str, float, list[int]]] = [
         ("30 Hz, 3 cameras", 30.0, []),
         ("50 Hz, 3 cameras", 50.0, []),
         (f"50 Hz, 3 cameras, CPU hogs on all {len(cpus)} CPUs", 50.0, cpus),
     ]
-    camera_runs: list[TeleopRun] = []
-    for label, fps, hog_cpus in camera_plan:
-        with console.status(f"teleop {label} for {args.teleop_duration_s:g} s (section 5) ..."), cpu_hogs(hog_cpus):
-            camera_runs.append(run_teleop(label, fps, args.teleop_duration_s))
-        _log_run(camera_runs[-1])
-    baselines = {run.fps: run for run in runs if "," not in run.label}
+    camera_runs = _run_plan(camera_plan, args.teleop_duration_s, "section 5")
+    baselines = {run.fps: run for run, (_, _, hog_cpus) in zip(runs, teleop_plan) if not hog_cpus}
     elapsed_s = time.perf_counter() - start_s
 
     lines = [
@@ -306,11 +298,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     console.log(f"wrote {args.output}")
 
 
-def _log_run(run: TeleopRun) -> None:
-    if run.loop is None:
-        console.log(f"[red]teleop {run.label}: {run.outcome}[/]")
-    else:
-        console.log(f"teleop {run.label}: {run.loop['achieved_hz']:.2f} Hz, lateness p99 {run.loop['lateness_p99_ms']:.3f} ms, missed {run.loop['missed_deadlines']}")
+def _run_plan(plan: list[tuple[str, float, list[int]]], duration_s: float, section: str, extra_args: Sequence[str] = ()) -> list[TeleopRun]:
+    """One teleop run per (label, fps, CPUs to load) entry, one at a time, each logged as it ends."""
+    runs = []
+    for label, fps, hog_cpus in plan:
+        with console.status(f"teleop {label} for {duration_s:g} s ({section}) ..."), cpu_hogs(hog_cpus):
+            run = run_teleop(label, fps, duration_s, extra_args)
+        runs.append(run)
+        if run.loop is None:
+            console.log(f"[red]teleop {run.label}: {run.outcome}[/]")
+        else:
+            console.log(f"teleop {run.label}: {run.loop['achieved_hz']:.2f} Hz, lateness p99 {run.loop['lateness_p99_ms']:.3f} ms, missed {run.loop['missed_deadlines']}")
+    return runs
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class CameraHealth:
     frames: int
     """Frames delivered since open."""
     achieved_fps: float
-    """Delivery rate over the buffered frames (NaN until two frames arrived)."""
+    """Delivery rate from the first frame to the newest (NaN until two frames arrived)."""
     device_gaps: int
     """Frames the device numbered but never delivered (skipped frame numbers)."""
     reconnects: int
@@ -119,6 +119,7 @@ class Camera(abc.ABC):
         self._first_capture_s: float | None = None
         self._device_gaps = 0
         self._last_number: int | None = None
+        """Number of the last stored frame; None after (re)opening, as a device restarts its count."""
         self._reconnects = 0
         self._connected = False
         self._last_error: str | None = None
@@ -151,6 +152,7 @@ class Camera(abc.ABC):
             raise RuntimeError(f"{self.label} is already open")
         self._open_device()
         self._connected = True
+        self._last_number = None
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}")
         self._thread.start()

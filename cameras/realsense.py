@@ -49,7 +49,6 @@ class RealSenseCamera(Camera):
         self.config = config
         self._source = source if source is not None else PipelineSource(config)
         self._align = rs.align(rs.stream.color)
-        self._last_number: int | None = None
         self._delivered = 0
         self._playback_origin: tuple[float, float] | None = None
         """(timestamp in ms, monotonic s) of the first played frame: recorded times are re-based onto it."""
@@ -64,7 +63,6 @@ class RealSenseCamera(Camera):
             self._source.start()
         except CameraError as exc:
             raise CameraError(f"{self.label}: {exc}") from None
-        self._last_number = None
         self._delivered = 0
         self._playback_origin = None
 
@@ -97,7 +95,7 @@ class RealSenseCamera(Camera):
         if not colour:
             return None
         number = colour.get_frame_number()
-        if number == self._last_number:
+        if number == self._last_number:  # the base class keeps the last stored number
             return None
         depth = None
         if self.config.depth:
@@ -111,7 +109,6 @@ class RealSenseCamera(Camera):
                 f"{self.label}: colour frames are {image.shape[1]}x{image.shape[0]}, the config asks for "
                 f"{self.settings.width}x{self.settings.height}: set width and height to match"
             )
-        self._last_number = number
         capture_s, clock = self._capture_time(colour, arrival_s)
         return RawFrame(image, capture_s=capture_s, clock=clock, number=number, depth=depth)
 
