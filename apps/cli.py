@@ -9,14 +9,15 @@ import sys
 
 from rich.logging import RichHandler
 
-from apps import find_cameras, sim, teleop
+from apps import dataset, find_cameras, record, replay, sim, teleop
 from apps.common import console
 from calibration.store import CalibrationError
 from cameras.base import CameraError
+from recorders.dataset import DatasetError
 from robot_runtime.config import ConfigError
 from robot_runtime.robot import ArmError
 
-COMMANDS = (teleop, sim, find_cameras)
+COMMANDS = (teleop, record, replay, dataset, sim, find_cameras)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CalibrationError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
-    except (ArmError, CameraError, ValueError) as exc:
+    except (ArmError, CameraError, DatasetError, ValueError) as exc:
         if args.verbose:
             console.print_exception()
         console.print(f"[red]error:[/] {exc}")

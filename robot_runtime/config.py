@@ -115,6 +115,8 @@ class RobotConfig:
     leaders: tuple[ArmSpec, ...]
     cameras: Mapping[str, CameraConfig] = field(default_factory=dict)
     camera_selection: Literal["newest", "nearest"] = "newest"
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+    """The validated file with overrides applied and defaults filled in, as recorded in run manifests."""
 
 
 def builtin_robot_names() -> list[str]:
@@ -156,7 +158,7 @@ def load_robot_config(robot: str, overrides: Sequence[str] = ()) -> RobotConfig:
         prefixes = [a.prefix for a in arms]
         if len(set(prefixes)) != len(prefixes):
             raise ConfigError(f"{path}: key '{key}': prefixes must be unique, got {prefixes}")
-    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders, parsed.cameras, parsed.camera_selection)
+    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders, parsed.cameras, parsed.camera_selection, parsed.model_dump(mode="json"))
 
 
 def _apply_override(path: Path, raw: dict[str, Any], override: str) -> None:

@@ -1,0 +1,194 @@
+"""`robot-runtime record`: teleoperate and record episodes into a LeRobot v3.0 dataset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.live import Live
+from rich.text import Text
+
+from apps.common import add_robot_options, console, report, scheduled_faults
+from cameras.base import CameraError
+from cameras.camera_set import CameraSet
+from recorders.dataset import DatasetError, DatasetWriter
+from recorders.layout import DatasetSpec
+from recorders.manifest import new_run_id, write_manifest
+from recorders.pipeline import Pipeline
+from recorders.video import VIDEO_CODECS, VideoError, VideoSettings
+from robot_runtime.config import ConfigError, RobotConfig, load_robot_config
+from robot_runtime.keys import HELP, KeyReader
+from robot_runtime.loop import FixedRateLoop
+from robot_runtime.recording import Phase, RecordingRun, RecordPlan
+from robot_runtime.robot import ArmError
+from robot_runtime.session import Session
+from robot_runtime.teleop import Teleop
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("record", help="teleoperate and record episodes into a LeRobot v3.0 dataset")
+    add_robot_options(parser)
+    parser.add_argument("--dataset", type=Path, required=True, help="dataset directory (created if new)")
+    parser.add_argument("--task", required=True, help='what the episodes show, e.g. "pick up the cube"')
+    parser.add_argument("--episodes", type=int, default=1, help="episodes to record in this run (default 1)")
+    parser.add_argument("--episode-time", type=float, default=60.0, help="seconds per episode (default 60)")
+    parser.add_argument("--reset-time", type=float, default=10.0, help="seconds to reset the scene between episodes (default 10)")
+    parser.add_argument("--fps", type=int, help="recording rate in Hz (default: the robot config's fps)")
+    parser.add_argument("--resume", action="store_true", help="add episodes to an existing dataset recorded with the same setup")
+    parser.add_argument("--video-codec", choices=VIDEO_CODECS, default="av1", help="final video codec (default av1, as LeRobot)")
+    parser.add_argument("--stats-json", type=Path, help="write the run's statistics to this JSON file")
+    parser.set_defaults(func=run)
+
+
+def _fps(args: argparse.Namespace, config: RobotConfig) -> int:
+    fps = args.fps if args.fps is not None else config.fps
+    if fps != int(fps) or fps <= 0:
+        raise ConfigError(f"{config.source}: key 'fps': datasets need a whole number of frames per second, got {fps:g} (or pass --fps)")
+    return int(fps)
+
+
+def _check_plan(args: argparse.Namespace) -> None:
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
+    if not args.episode_time > 0:
+        raise ValueError(f"--episode-time must be positive, got {args.episode_time:g}")
+    if args.reset_time < 0:
+        raise ValueError(f"--reset-time cannot be negative, got {args.reset_time:g}")
+    if not args.task.strip():
+        raise ValueError("--task must describe the episodes")
+
+
+def _videos(cameras: CameraSet, fps: int, codec: str) -> dict[str, VideoSettings]:
+    out = {}
+    for name, camera in cameras.items():
+        width, height = camera.settings.output_size
+        out[name] = VideoSettings(codec=codec, fps=fps, width=width, height=height)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_plan(args)
+    config = load_robot_config(args.robot, args.overrides)
+    if not config.leaders:
+        raise ConfigError(f"{config.source}: record needs at least one entry under 'leaders' to teleoperate")
+    fps = _fps(args, config)
+    plan = RecordPlan(args.episodes, args.episode_time, args.reset_time, args.task.strip())
+    run_id = new_run_id()
+    loop = FixedRateLoop(fps)
+    failure: Exception | None = None
+    outcome = "done"
+    with Session(config, sim=args.sim, with_cameras=not args.no_cameras) as session:
+        assert session.leader is not None
+        videos = _videos(session.cameras, fps, args.video_codec)
+        spec = DatasetSpec(config.robot_type, fps, tuple(session.follower.feature_names), {n: (v.height, v.width) for n, v in videos.items()}, {n: v.info for n, v in videos.items()})
+        writer = DatasetWriter(args.dataset, spec, videos, resume=args.resume)
+        pipeline = Pipeline(writer, on_event=console.print)
+        _report_recovery(writer, pipeline)
+        teleop = Teleop(session.leader, session.follower, config.safety, session.cameras)
+        teleop.start()
+        with KeyReader() as keys:
+            recording = RecordingRun(teleop, writer, pipeline, plan, videos, keys.poll, console.print, first_index=len(writer.episodes) + len(writer.recovery.staged))
+            where = "simulated hardware" if args.sim else ", ".join(spec.config.port for spec in config.followers + config.leaders)
+            console.print(f"record [bold]{config.name}[/] on {where} into {args.dataset} at {fps} Hz, cameras: {', '.join(session.cameras) or 'none'}")
+            console.print(HELP if keys.enabled else "stdin is not a terminal: recording unattended to the end (Ctrl-C stops)")
+
+            def tick(t):  # noqa: ANN001 - the loop's Tick
+                recording.tick(t)
+                if recording.done:
+                    loop.stop()
+
+            with scheduled_faults(session, args.sim_fault), _status_line(recording, session.cameras):
+                try:
+                    loop.run(tick)
+                except KeyboardInterrupt:
+                    outcome = "interrupted (Ctrl-C)"
+                    recording.interrupt()
+                except (ArmError, CameraError, DatasetError, VideoError) as exc:
+                    failure, outcome = exc, "error"
+                    recording.interrupt()
+                except Exception as exc:
+                    log.exception("recording stopped by an unexpected error")
+                    failure, outcome = exc, f"error ({type(exc).__name__})"
+                    recording.interrupt()
+        console.print("parking the follower and switching torque off ...")
+    committed = _wait_for_commits(pipeline)
+    run_summary = {"command": "record", "task": plan.task, "episodes_recorded": recording.recorded, "outcome": outcome, "simulated": args.sim}
+    try:
+        manifest = str(write_manifest(writer.layout, run_id, run_summary, config.resolved, writer.written).relative_to(args.dataset))
+    except OSError as exc:
+        manifest = f"not written ({exc})"
+    extra = {
+        "robot": config.name,
+        "dataset": str(args.dataset),
+        "outcome": outcome,
+        "episodes recorded": recording.recorded,
+        "episodes re-recorded": recording.rerecorded,
+        "episodes in dataset": len(writer.episodes),
+        "frames in dataset": writer.total_frames,
+        "manifest": manifest,
+        "episode_times": [asdict(t) for t in pipeline.times.values()],
+        "safety_interventions": teleop.filter.interventions.as_dict(),
+        "stop": [asdict(r) for r in session.stop_reports],
+    }
+    report(f"record {config.name}", loop.stats(), extra, args.stats_json, session.cameras.stats())
+    for stop in session.stop_reports:
+        console.print(stop.describe(), style=None if stop.torque_safe else "red")
+    for error in pipeline.errors:
+        console.print(f"[red]error:[/] {error}")
+    if failure is not None:
+        console.print(f"[red]error:[/] {failure}")
+    return 0 if failure is None and committed and session.stopped_safely else 1
+
+
+def _report_recovery(writer: DatasetWriter, pipeline: Pipeline) -> None:
+    recovery = writer.recovery
+    if writer.episodes:
+        console.print(f"resuming {writer.root}: {len(writer.episodes)} episodes, {writer.total_frames} frames")
+    if recovery.finished_commit:
+        console.print("finished a commit that a crash interrupted")
+    for name in recovery.discarded:
+        console.print(f"{name} was interrupted by a crash or already committed: discarded")
+    for staged in recovery.staged:
+        console.print(f"episode {staged.index} was recorded but not committed: committing it now")
+        pipeline.commit_staged(staged)
+
+
+def _wait_for_commits(pipeline: Pipeline) -> bool:
+    if pipeline.pending:
+        console.print(f"committing {pipeline.pending} episode(s) (final video encode) ... Ctrl-C leaves them staged for --resume")
+    try:
+        return pipeline.close()
+    except KeyboardInterrupt:
+        console.print("stopped waiting: staged episodes are committed by the next `record --resume`")
+        return False
+
+
+class _status_line:  # noqa: N801 - used as a context manager like rich's own
+    """Episode k/N, time left, loop Hz, camera fps and queue depth, refreshed a few times a second."""
+
+    def __init__(self, recording: RecordingRun, cameras: CameraSet) -> None:
+        self.recording = recording
+        self.cameras = cameras
+        self.live = Live(console=console, refresh_per_second=4, transient=True, get_renderable=self._render) if console.is_terminal else None
+
+    def __enter__(self) -> None:
+        if self.live is not None:
+            self.live.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def _render(self) -> Text:
+        s = self.recording.status()
+        what = "[red]● REC[/]" if s.phase is Phase.RECORDING else "[yellow]reset[/]" if s.phase is Phase.RESET else "done"
+        fps = " ".join(f"{name} {camera.health().achieved_fps:.0f}" for name, camera in self.cameras.items())
+        line = (
+            f"{what} episode {s.episode}/{s.episodes}  {s.time_left_s:4.1f} s left  loop {s.loop_hz:5.1f} Hz"
+            f"  fps {fps or '-'}  queue {s.queued_frames}  overflow {s.overflowed_frames}  committing {s.pending_commits}"
+        )
+        return Text.from_markup(line)

@@ -1,0 +1,601 @@
+"""Camera video for LeRobot v3 datasets, kept off the control tick.
+
+During an episode each camera has a LiveVideoWriter: `put()` only queues a reference, and one thread per
+camera encodes a near-lossless H.264 intermediate (x264 ultrafast costs ~3 ms of CPU a frame, where AV1
+would need ~19 ms and starve a 30 Hz loop on two cores). After the episode `encode_final` makes the final
+AV1 or H.264 at low CPU priority, and `append_video` adds it to the camera's dataset file by copying
+packets. Every frame of every file sits at pts = i * 512 in time base 1/(fps * 512), exactly i / fps:
+LeRobot finds episode k's frames at from_timestamp + t within 1e-4 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TypeVar
+
+import av
+import numpy as np
+
+VIDEO_CODECS = ("av1", "h264")
+ENCODERS = {"av1": "libsvtav1", "h264": "libx264"}
+PIX_FMT = "yuv420p"
+PTS_PER_FRAME = 512
+"""Time base 1/(fps * 512): with 30 fps this is 1/15360, the MP4 track time scale FFmpeg itself picks."""
+FINAL_NICE = 10
+"""Nice value of the final encode's thread; the encoder's own threads inherit it."""
+FINAL_THREAD_NAME = "video-final"
+STATS_TARGET_PX = 150
+STATS_MIN_SAMPLES = 100
+"""LeRobot's image statistics: frames strided down towards 150 px, at least 100 of them (or all)."""
+ABORT_WAIT_S = 5.0
+
+_WRITE_HINT = "check that the directory exists and is writable and that the disk has free space"
+_READ_HINT = "check that the file exists and is a complete MP4 (one cut short by a crash has no index)"
+
+# SVT-AV1 prints ~20 info lines to stderr for every encoder it opens; keep errors only unless told otherwise.
+os.environ.setdefault("SVT_LOG", "1")
+
+T = TypeVar("T")
+
+
+class VideoError(RuntimeError):
+    """A video file could not be written or read; the message names the file and what to check."""
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """One camera's video: the final codec with LeRobot's encoder settings, and the live intermediate's.
+
+    Final: LeRobot's `encode_video_frames` defaults, which it applies to either codec: crf 30 (for H.264
+    too, not x264's own 23), g 2, yuv420p, the encoder's default preset (SVT-AV1 v4.1: 8; x264: medium).
+
+    Live intermediate: libx264 ultrafast, tune zerolatency, g 2, yuv420p, crf 10, one thread. Measured on
+    this 2-core machine at 640x480 (a moving scene with sensor noise; CPU per frame includes RGB->YUV):
+    crf 0 (lossless after RGB->YUV) 3.9 ms, 54 MB per 10 s; crf 10 2.9 ms, 24 MB; crf 17 2.1 ms, 8.7 MB. AV1 crf 30 made
+    from the crf 10 intermediate is within 0.2 dB PSNR of AV1 made from the camera images (crf 17: 0.4 dB,
+    crf 0: identical), so crf 10 keeps the final as good as direct at under half of lossless's disk
+    traffic. The intermediate is 4:2:0 because the final is: 4:4:4 would carry chroma that the final
+    throws away, at more CPU. One x264 thread per camera: three cameras already make three threads on
+    two cores, and more threads only split frames into slices.
+
+    When the final is H.264 with exactly the live settings (`reuses_intermediate`), the intermediate is
+    the final: `encode_final` then copies its packets instead of encoding again.
+    """
+
+    codec: str
+    """Final codec, one of VIDEO_CODECS."""
+    fps: int
+    width: int
+    height: int
+    crf: int = 30
+    gop_frames: int = 2
+    preset: str | None = None
+    """Final encoder preset; None keeps the encoder's default, as LeRobot does."""
+    tune: str | None = None
+    live_crf: int = 10
+    live_preset: str = "ultrafast"
+    live_tune: str = "zerolatency"
+    live_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.codec not in VIDEO_CODECS:
+            raise ValueError(f"video codec {self.codec!r} is not one of {VIDEO_CODECS}")
+        if not isinstance(self.fps, int) or self.fps <= 0:
+            raise ValueError(f"video fps must be a positive int (got {self.fps!r})")
+        if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
+            raise ValueError(f"{PIX_FMT} video needs a positive, even width and height (got {self.width}x{self.height})")
+
+    @property
+    def time_base(self) -> Fraction:
+        return Fraction(1, self.fps * PTS_PER_FRAME)
+
+    @property
+    def info(self) -> dict:
+        """The `info` block of this camera's feature in LeRobot's meta/info.json."""
+        return {
+            "video.height": self.height,
+            "video.width": self.width,
+            "video.codec": self.codec,
+            "video.pix_fmt": PIX_FMT,
+            "video.is_depth_map": False,
+            "video.fps": self.fps,
+            "video.channels": 3,
+            "has_audio": False,
+        }
+
+    @property
+    def live_options(self) -> dict[str, str]:
+        return {"crf": str(self.live_crf), "g": str(self.gop_frames), "preset": self.live_preset, "tune": self.live_tune}
+
+    @property
+    def final_options(self) -> dict[str, str]:
+        options = {"crf": str(self.crf), "g": str(self.gop_frames)}
+        options.update({key: value for key, value in (("preset", self.preset), ("tune", self.tune)) if value is not None})
+        return options
+
+    @property
+    def reuses_intermediate(self) -> bool:
+        return self.codec == "h264" and self.live_options == self.final_options
+
+
+@dataclass(frozen=True, eq=False)
+class EpisodeVideo:
+    """One camera's finished intermediate for one episode."""
+
+    path: Path
+    frames: int
+    """Frames in the file: one per row of the episode."""
+    repeated: int
+    """Frames filled in by repeating the previous image (queue overflow, or rows that got no image)."""
+    samples: np.ndarray
+    """uint8 (n, h, w, 3) RGB, for image statistics as LeRobot samples them: evenly spaced rows (all of a
+    short episode, 100 to 199 of a long one), strided to about 150 px (640x480 -> 160x120), as put."""
+
+
+@contextlib.contextmanager
+def _errors(path: Path, action: str, hint: str) -> Iterator[None]:
+    try:
+        yield
+    except (av.FFmpegError, OSError) as error:
+        raise VideoError(f"cannot {action} {path}: {error}; {hint}") from error
+
+
+def _remove_file(path: Path) -> None:
+    if path.is_file():  # never a device or directory passed by mistake
+        path.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Output:
+    """An MP4 being encoded: one video stream, frame i at pts i * 512 in time base 1/(fps * 512)."""
+
+    def __init__(self, path: Path, settings: VideoSettings, encoder: str, options: dict[str, str], threads: int = 0) -> None:
+        self.path = path
+        self.frames = 0
+        self._time_base = settings.time_base
+        with _errors(path, "write", _WRITE_HINT):
+            self._container = av.open(
+                str(path), "w", format="mp4", options={"video_track_timescale": str(settings.fps * PTS_PER_FRAME)}
+            )
+            try:
+                self._stream = self._container.add_stream(encoder, rate=settings.fps, options=options)
+                self._stream.width, self._stream.height, self._stream.pix_fmt = settings.width, settings.height, PIX_FMT
+                self._stream.codec_context.time_base = self._stream.time_base = self._time_base
+                # Frame threads: x264 medium encodes in 4.2 ms a frame on two cores, not 7.2 ms with PyAV's slices.
+                self._stream.codec_context.thread_type, self._stream.codec_context.thread_count = "FRAME", threads
+                self._container.start_encoding()  # opens the file now, so a bad path fails here and not later
+            except BaseException:
+                self.discard()
+                raise
+
+    def write(self, frame: av.VideoFrame) -> None:
+        # The encoder rescales pts from the frame's time base, and takes a decoded frame's type as an order.
+        frame.pts, frame.time_base = self.frames * PTS_PER_FRAME, self._time_base
+        frame.pict_type = av.video.frame.PictureType.NONE
+        with _errors(self.path, "write", _WRITE_HINT):
+            self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        with _errors(self.path, "write", _WRITE_HINT):
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            _fsync(self.path)
+
+    def discard(self) -> None:
+        """Close and delete the incomplete file (after a failure, or to abort)."""
+        with contextlib.suppress(av.FFmpegError, OSError):
+            self._container.close()
+        _remove_file(self.path)
+
+
+def _stats_sample(image: np.ndarray) -> np.ndarray:
+    """LeRobot's `auto_downsample_height_width`: images 300 px or more stride down to about 150 px."""
+    longest = max(image.shape[:2])
+    step = 1 if longest < 2 * STATS_TARGET_PX else longest // STATS_TARGET_PX
+    return np.ascontiguousarray(image[::step, ::step])
+
+
+class _Sampler:
+    """Keeps every `stride`-th row, doubling the stride and dropping every other kept row whenever twice
+    the target is reached: memory stays bounded however long the episode, and the rows span it evenly."""
+
+    def __init__(self) -> None:
+        self._stride = 1
+        self._kept: list[tuple[int, np.ndarray]] = []
+
+    def offer(self, index: int, image: np.ndarray) -> None:
+        if index % self._stride:
+            return
+        self._kept.append((index, _stats_sample(image)))
+        if len(self._kept) >= 2 * STATS_MIN_SAMPLES:
+            self._stride *= 2
+            self._kept = [(row, sample) for row, sample in self._kept if row % self._stride == 0]
+
+    def samples(self) -> np.ndarray:
+        return np.stack([sample for _, sample in self._kept])
+
+
+_STOP = object()
+
+
+class LiveVideoWriter:
+    """One camera, one episode: put() from the control tick never blocks.
+
+    The file is opened and the encoder started in __init__ (~3 ms), so an unwritable path raises
+    VideoError there. A failure in the worker later (disk full) raises VideoError from the next put() or finish().
+    Call put() from one thread. Images are kept by reference until encoded: never write to them.
+    """
+
+    def __init__(self, path: Path, settings: VideoSettings, queue_frames: int = 30) -> None:
+        if queue_frames < 1:
+            raise ValueError(f"queue_frames must be at least 1 (got {queue_frames})")
+        self.path = path
+        self.settings = settings
+        self._shape = (settings.height, settings.width, 3)
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
+        self._overflowed = 0
+        self._last_index = -1
+        self._closed = False
+        self._stopping = threading.Event()
+        self._error: BaseException | None = None
+        # Worker-only state.
+        self._output = _Output(path, settings, ENCODERS["h264"], settings.live_options, settings.live_threads)
+        self._sampler = _Sampler()
+        self._previous: np.ndarray | None = None
+        self._repeated = 0
+        self._result: EpisodeVideo | None = None
+        self._thread = threading.Thread(target=self._run, name=f"video {path.name}")
+        self._thread.start()
+
+    @property
+    def overflowed(self) -> int:
+        return self._overflowed
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def put(self, frame_index: int, image: np.ndarray) -> bool:
+        """Queue the image of row `frame_index` (rows increase; skipped rows repeat the previous image).
+
+        False if the queue is full: the frame is dropped, counted in `overflowed`, and its row repeats the
+        previous image, so the video still has one frame per row.
+        """
+        if self._error is not None:
+            raise self._video_error(self._error)
+        if self._closed:
+            raise VideoError(f"{self.path}: put() after finish() or abort()")
+        if image.shape != self._shape or image.dtype != np.uint8:
+            raise ValueError(f"{self.path}: expected a uint8 {self._shape} RGB image, got {image.dtype} {image.shape}")
+        if frame_index <= self._last_index:
+            raise ValueError(f"{self.path}: frame index {frame_index} after {self._last_index}; rows must increase")
+        self._last_index = frame_index
+        try:
+            self._queue.put_nowait((frame_index, image))
+        except queue.Full:
+            self._overflowed += 1
+            return False
+        return True
+
+    def finish(self, frames: int, timeout_s: float | None = None) -> EpisodeVideo:
+        """Encode what is queued, fill rows up to `frames` by repetition, close and fsync the file."""
+        if self._closed:
+            raise VideoError(f"{self.path}: finish() after finish() or abort()")
+        if frames <= self._last_index:
+            raise ValueError(f"{self.path}: the episode has {frames} rows but frame index {self._last_index} was put")
+        self._closed = True
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            self._queue.put(frames, timeout=timeout_s)  # the worker drains the queue even after a failure
+        except queue.Full:
+            raise VideoError(
+                f"{self.path}: the encoder took no frame for {timeout_s} s; check that the disk is not stalled"
+            ) from None
+        self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            raise VideoError(f"{self.path}: the encoder did not finish within {timeout_s} s; check that the disk is not stalled")
+        if self._error is not None:
+            raise self._video_error(self._error)
+        assert self._result is not None
+        return self._result
+
+    def abort(self) -> None:
+        """Stop the worker (waiting at most ABORT_WAIT_S) and delete the file; safe to repeat."""
+        self._closed = True
+        self._stopping.set()
+        if self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(_STOP, timeout=ABORT_WAIT_S)
+            self._thread.join(ABORT_WAIT_S)
+        _remove_file(self.path)
+
+    def _video_error(self, error: BaseException) -> VideoError:
+        if isinstance(error, VideoError):
+            return error
+        return VideoError(f"{self.path}: the encoder thread failed: {error!r}")
+
+    def _run(self) -> None:
+        # After a failure or abort the loop keeps draining, so put() never blocks and finish() is heard.
+        while (item := self._next_item()) is not _STOP:
+            healthy = self._error is None and not self._stopping.is_set()
+            if isinstance(item, int):
+                if healthy:
+                    self._guarded(self._close_episode, item)
+                break
+            if healthy:
+                self._guarded(self._encode, *item)
+        if self._result is None:
+            self._output.discard()
+
+    def _guarded(self, step: Callable[..., None], *args: object) -> None:
+        try:
+            step(*args)
+        except BaseException as error:  # reported by put() and finish()
+            self._error = error
+
+    def _next_item(self) -> object:
+        """The next queued item; stops the worker if the program ended without finish() or abort()."""
+        while True:
+            try:
+                return self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if not threading.main_thread().is_alive():
+                    return _STOP
+
+    def _encode(self, index: int, image: np.ndarray) -> None:
+        fill = image if self._previous is None else self._previous  # rows before the first image repeat it
+        for row in range(self._output.frames, index):
+            self._write(row, fill)
+            self._repeated += 1
+        self._write(index, image)
+        self._previous = image
+
+    def _write(self, row: int, image: np.ndarray) -> None:
+        self._output.write(av.VideoFrame.from_ndarray(image, format="rgb24"))
+        self._sampler.offer(row, image)
+
+    def _close_episode(self, frames: int) -> None:
+        if self._previous is None:
+            raise VideoError(f"{self.path}: no image was put for this episode; check that the camera delivered frames")
+        for row in range(self._output.frames, frames):
+            self._write(row, self._previous)
+            self._repeated += 1
+        self._output.close()
+        self._result = EpisodeVideo(self.path, frames, self._repeated, self._sampler.samples())
+
+
+def _lower_priority() -> None:
+    """Nice this thread (Linux nice values are per thread; threads it starts inherit them), and name it:
+    threads inherit the name too, which is how `_demote_encoder_threads` finds them."""
+    if sys.platform.startswith("linux"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), FINAL_NICE)
+        Path("/proc/thread-self/comm").write_text(FINAL_THREAD_NAME)
+
+
+def _demote_encoder_threads() -> None:
+    """Put this thread and every thread started from it back to SCHED_OTHER at nice FINAL_NICE.
+
+    Running as root, SVT-AV1 starts its threads (and switches the calling thread) to SCHED_FIFO priority
+    99: real-time threads that take both cores from the control loop whatever their nice value (measured:
+    ticks up to 1.7 s late, live queues overflowing). Without root its threads are already normal.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            if (task / "comm").read_text().strip() != FINAL_THREAD_NAME:
+                continue
+            tid = int(task.name)
+            if os.sched_getscheduler(tid) != os.SCHED_OTHER:
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, tid, FINAL_NICE)
+
+
+def _at_low_priority(work: Callable[[], T]) -> T:
+    """Run `work` on a fresh thread at nice FINAL_NICE, so the caller's own thread keeps its priority."""
+
+    def run() -> T:
+        _lower_priority()
+        return work()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="final video") as pool:
+        return pool.submit(run).result()
+
+
+def _open_video(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    with _errors(path, "read", _READ_HINT):
+        container = av.open(str(path))
+        if not container.streams.video:
+            container.close()
+            raise VideoError(f"cannot read {path}: it has no video stream; {_READ_HINT}")
+        return container, container.streams.video[0]
+
+
+def _decoded(path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    with _errors(path, "decode", _READ_HINT):
+        yield from container.decode(stream)
+
+
+def encode_final(episode: Path, out: Path, settings: VideoSettings) -> int:
+    """Encode the intermediate `episode` into `out` with the final codec; returns frames written.
+
+    Runs on its own thread at nice FINAL_NICE, so the encoder's threads only take CPU the control loop
+    leaves. Decoded frames go to the encoder as they are (already yuv420p: no colour round trip). If
+    `settings.reuses_intermediate`, packets are copied instead.
+    """
+    if settings.reuses_intermediate:
+        return _at_low_priority(lambda: _remux([(episode, None)], out, settings.fps))
+    return _at_low_priority(lambda: _transcode(episode, out, settings))
+
+
+def _transcode(episode: Path, out: Path, settings: VideoSettings) -> int:
+    container, stream = _open_video(episode)
+    with container:
+        if (stream.width, stream.height) != (settings.width, settings.height):
+            raise VideoError(
+                f"{episode} is {stream.width}x{stream.height} but the settings say {settings.width}x{settings.height}; "
+                "check that the episode file belongs to this camera"
+            )
+        stream.thread_type = "AUTO"
+        output = _Output(out, settings, ENCODERS[settings.codec], settings.final_options)
+        _demote_encoder_threads()  # the encoder's threads exist once it is open
+        try:
+            for frame in _decoded(episode, container, stream):
+                output.write(frame)
+            output.close()
+        except BaseException:
+            output.discard()
+            raise
+    return output.frames
+
+
+def append_video(existing: Path | None, keep_frames: int, episode: Path, out: Path, fps: int) -> int:
+    """Write `out`: the first `keep_frames` frames of `existing` (None: none), then all of `episode`.
+
+    Packets are copied, not encoded again. `keep_frames` drops frames an unfinished earlier attempt
+    appended, so a retried append never duplicates an episode; it must fall on an episode start.
+    Returns the frame index where the episode starts (== keep_frames). The caller renames `out` into place.
+    """
+    if existing is None and keep_frames:
+        raise ValueError(f"keep_frames={keep_frames} without an existing video")
+    parts = [(existing, keep_frames)] if existing is not None else []
+    _remux([*parts, (episode, None)], out, fps)
+    return keep_frames
+
+
+def _remux(parts: list[tuple[Path, int | None]], out: Path, fps: int) -> int:
+    """Concatenate by packet copy: from each file its first `limit` frames (None: all); frames written."""
+    time_base = Fraction(1, fps * PTS_PER_FRAME)
+    with contextlib.ExitStack() as stack:
+        inputs = []
+        for path, limit in parts:
+            container, stream = _open_video(path)
+            stack.enter_context(container)
+            inputs.append((path, limit, stream))
+        _check_same_format([(path, stream) for path, _, stream in inputs], time_base)
+        with _errors(out, "write", _WRITE_HINT):
+            destination = av.open(str(out), "w", format="mp4", options={"video_track_timescale": str(fps * PTS_PER_FRAME)})
+        try:
+            target = destination.add_stream_from_template(inputs[0][2], opaque=True)  # the decoder's context: no encoder needed
+            target.time_base = time_base
+            frames, last_dts = 0, None
+            for path, limit, stream in inputs:
+                copied = 0
+                for packet in _packets(path, stream, limit):
+                    packet.pts += frames * PTS_PER_FRAME
+                    packet.dts += frames * PTS_PER_FRAME
+                    if last_dts is not None and packet.dts <= last_dts:
+                        packet.dts = last_dts + 1  # files whose encoder delay differs (one-frame episodes)
+                    last_dts = packet.dts
+                    packet.stream = target
+                    with _errors(out, "write", _WRITE_HINT):
+                        destination.mux(packet)
+                    copied += 1
+                frames += copied
+            with _errors(out, "write", _WRITE_HINT):
+                destination.close()
+                _fsync(out)
+        except BaseException:
+            with contextlib.suppress(av.FFmpegError, OSError):
+                destination.close()
+            _remove_file(out)
+            raise
+    return frames
+
+
+def _packets(path: Path, stream: av.video.stream.VideoStream, limit: int | None) -> Iterator[av.Packet]:
+    """Packets of the first `limit` frames (None: all), in decode order."""
+    count = 0
+    with _errors(path, "read", _READ_HINT):
+        for packet in stream.container.demux(stream):
+            if packet.dts is None:  # the demuxer's end-of-stream marker
+                continue
+            if limit is not None and packet.pts >= limit * PTS_PER_FRAME:
+                if packet.pts == limit * PTS_PER_FRAME and not packet.is_keyframe:
+                    raise VideoError(f"keep_frames={limit} is not an episode start in {path} (frame {limit} is not a keyframe)")
+                if packet.dts >= limit * PTS_PER_FRAME:
+                    break  # decode order: no later packet belongs to the first `limit` frames
+                continue
+            count += 1
+            yield packet
+    if limit is not None and count < limit:
+        raise VideoError(f"{path} has {count} frames, fewer than keep_frames={limit}; check the episode index against the video")
+
+
+def _check_same_format(inputs: list[tuple[Path, av.video.stream.VideoStream]], time_base: Fraction) -> None:
+    def describe(stream: av.video.stream.VideoStream) -> tuple:
+        return (
+            stream.codec_context.codec.canonical_name,
+            stream.width,
+            stream.height,
+            stream.codec_context.pix_fmt,
+            stream.time_base,
+        )
+
+    first_path, first = inputs[0]
+    if first.time_base != time_base:
+        raise VideoError(
+            f"{first_path} has time base {first.time_base}, not {time_base}; it was not written for {time_base.denominator // PTS_PER_FRAME} fps"
+        )
+    for path, stream in inputs[1:]:
+        if describe(stream) != describe(first):
+            raise VideoError(
+                f"cannot join {path} (codec, width, height, pix_fmt, time base {describe(stream)}) to {first_path} ({describe(first)}); "
+                "check that both videos are from the same camera and dataset settings"
+            )
+        if stream.codec_context.extradata != first.codec_context.extradata:
+            raise VideoError(
+                f"cannot join {path} to {first_path}: they were encoded with different encoder settings "
+                "(a file begun by another tool or encoder version needs a new video file)"
+            )
+
+
+def count_frames(path: Path) -> int:
+    """Frames in an MP4, from its index (no decoding)."""
+    container, stream = _open_video(path)
+    with container:
+        return stream.frames
+
+
+def decode_frames(path: Path, start_frame: int = 0, count: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """(pts in seconds, RGB image) of frames start_frame, start_frame + 1, ... in order (`count` of them, None: to the end)."""
+    container, stream = _open_video(path)
+    with container:
+        stream.thread_type = "AUTO"
+        start_pts = 0
+        if start_frame:
+            start_pts = round(start_frame / (stream.average_rate * stream.time_base))
+            with _errors(path, "seek in", _READ_HINT):
+                container.seek(start_pts, stream=stream, backward=True)
+        if count == 0:
+            return
+        yielded = 0
+        for frame in _decoded(path, container, stream):
+            if frame.pts < start_pts:
+                continue  # decoded from the keyframe before start_frame
+            yield float(frame.pts * frame.time_base), frame.to_ndarray(format="rgb24")
+            yielded += 1
+            if yielded == count:
+                return

@@ -1,0 +1,178 @@
+"""A recording run on the control tick: teleoperate throughout, record an episode, let the operator reset
+the scene, repeat. Everything slow happens in the recorder pipeline; the tick only appends a row."""
+
+from __future__ import annotations
+
+import collections
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from recorders.dataset import DatasetError, DatasetWriter
+from recorders.episode import EpisodeRecorder
+from recorders.pipeline import Pipeline
+from recorders.video import VideoSettings
+from robot_runtime.keys import NEXT, RERECORD, STOP
+from robot_runtime.loop import Tick
+from robot_runtime.teleop import Teleop
+
+
+class Phase(enum.Enum):
+    RECORDING = "recording"
+    RESET = "reset"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class RecordPlan:
+    episodes: int
+    episode_s: float
+    reset_s: float
+    task: str
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the live status line shows."""
+
+    phase: Phase
+    episode: int
+    """Episodes recorded in this run, counting the current one."""
+    episodes: int
+    time_left_s: float
+    loop_hz: float
+    queued_frames: int
+    overflowed_frames: int
+    pending_commits: int
+
+
+class RecordingRun:
+    def __init__(
+        self,
+        teleop: Teleop,
+        writer: DatasetWriter,
+        pipeline: Pipeline,
+        plan: RecordPlan,
+        videos: dict[str, VideoSettings],
+        keys: Callable[[], list[str]],
+        announce: Callable[[str], None],
+        first_index: int,
+    ) -> None:
+        self.teleop = teleop
+        self.writer = writer
+        self.pipeline = pipeline
+        self.plan = plan
+        self.videos = videos
+        self.keys = keys
+        self.announce = announce
+        self.phase = Phase.RECORDING
+        self.next_index = first_index
+        self.recorded = 0
+        self.rerecorded = 0
+        self.recorder: EpisodeRecorder | None = None
+        self._phase_t0_s: float | None = None
+        self._episode_late = 0
+        self._starts: collections.deque[float] = collections.deque(maxlen=31)
+        self.episode_ended_s: list[float] = []
+
+    def tick(self, tick: Tick) -> None:
+        if self.pipeline.errors:  # a full disk or a failed write: stop before more is lost
+            raise DatasetError(f"recording stopped: {self.pipeline.errors[0]}")
+        step = self.teleop.tick(tick)
+        self._starts.append(tick.start_s)
+        for key in self.keys():
+            self._on_key(key)
+        if self._phase_t0_s is None:
+            self._phase_t0_s = tick.deadline_s
+            if self.phase is Phase.RECORDING:
+                self._start_episode(tick.deadline_s)
+        elapsed = tick.deadline_s - self._phase_t0_s
+        if self.phase is Phase.RECORDING:
+            if elapsed >= self.plan.episode_s:
+                self._end_episode()
+            else:
+                assert self.recorder is not None
+                if tick.lateness_s > self.teleop_period_s:
+                    self._episode_late += 1
+                self.recorder.add(tick.start_s, step.follower.timestamp_s, step.follower.position, step.action, step.frames)
+        elif self.phase is Phase.RESET and elapsed >= self.plan.reset_s:
+            self._enter(Phase.RECORDING)
+
+    @property
+    def teleop_period_s(self) -> float:
+        return 1.0 / self.writer.spec.fps
+
+    @property
+    def done(self) -> bool:
+        return self.phase is Phase.DONE
+
+    def status(self, now_s: float | None = None) -> Status:
+        now_s = time.monotonic() if now_s is None else now_s
+        limit = self.plan.episode_s if self.phase is Phase.RECORDING else self.plan.reset_s
+        left = max(0.0, limit - (now_s - self._phase_t0_s)) if self._phase_t0_s is not None else limit
+        starts = list(self._starts)
+        hz = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 and starts[-1] > starts[0] else 0.0
+        recorder = self.recorder
+        return Status(
+            phase=self.phase,
+            episode=self.recorded + (1 if self.phase is Phase.RECORDING else 0),
+            episodes=self.plan.episodes,
+            time_left_s=left,
+            loop_hz=hz,
+            queued_frames=recorder.queued if recorder else 0,
+            overflowed_frames=sum(recorder.overflowed.values()) if recorder else 0,
+            pending_commits=self.pipeline.pending,
+        )
+
+    def interrupt(self) -> None:
+        """Ctrl-C or an error: the episode in progress is discarded, saved ones are kept."""
+        if self.recorder is not None:
+            self.announce(f"episode {self.recorder.index} interrupted after {self.recorder.frames} frames: discarded")
+            self.pipeline.discard(self.recorder)
+            self.recorder = None
+        self.phase = Phase.DONE
+
+    def _on_key(self, key: str) -> None:
+        if self.phase is Phase.DONE:
+            return
+        if key == NEXT:
+            if self.phase is Phase.RECORDING:
+                self._end_episode()
+            else:
+                self._enter(Phase.RECORDING)
+        elif key == RERECORD and self.phase is Phase.RECORDING and self.recorder is not None:
+            self.announce(f"re-recording episode {self.recorder.index}: the take is discarded")
+            self.pipeline.discard(self.recorder)
+            self.recorder = None
+            self.rerecorded += 1
+            self._enter(Phase.RESET if self.plan.reset_s > 0 else Phase.RECORDING)
+        elif key == STOP:
+            if self.phase is Phase.RECORDING:
+                self._end_episode(last=True)
+            self.phase = Phase.DONE
+
+    def _enter(self, phase: Phase) -> None:
+        self.phase = phase
+        self._phase_t0_s = None  # the next tick starts the phase on its deadline
+        if phase is Phase.RESET:
+            self.announce(f"reset the scene ({self.plan.reset_s:g} s; → or n to start the next episode)")
+
+    def _start_episode(self, t0_s: float) -> None:
+        index = self.next_index
+        self.recorder = EpisodeRecorder(self.writer.staging_dir(index), index, self.writer.spec, self.videos, self.plan.task, t0_s)
+        self._episode_late = 0
+        self.announce(f"recording episode {index} ({self.recorded + 1}/{self.plan.episodes}, {self.plan.episode_s:g} s): {self.plan.task}")
+
+    def _end_episode(self, last: bool = False) -> None:
+        recorder = self.recorder
+        assert recorder is not None
+        self.recorder = None
+        self.episode_ended_s.append(time.monotonic())
+        self.pipeline.submit(recorder, {"late_ticks": self._episode_late, "overflowed_frames": sum(recorder.overflowed.values())})
+        self.next_index += 1
+        self.recorded += 1
+        if last or self.recorded >= self.plan.episodes:
+            self.phase = Phase.DONE
+        else:
+            self._enter(Phase.RESET if self.plan.reset_s > 0 else Phase.RECORDING)
