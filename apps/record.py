@@ -168,7 +168,8 @@ def _wait_for_commits(pipeline: Pipeline) -> bool:
 
 
 class _status_line:  # noqa: N801 - used as a context manager like rich's own
-    """Episode k/N, time left, loop Hz, camera fps and queue depth, refreshed a few times a second."""
+    """Episode k/N, time left, loop Hz, camera fps (in config order), queue depth, overflowed frames and
+    commits in progress, refreshed a few times a second."""
 
     def __init__(self, recording: RecordingRun, cameras: CameraSet) -> None:
         self.recording = recording
@@ -186,9 +187,9 @@ class _status_line:  # noqa: N801 - used as a context manager like rich's own
     def _render(self) -> Text:
         s = self.recording.status()
         what = "[red]● REC[/]" if s.phase is Phase.RECORDING else "[yellow]reset[/]" if s.phase is Phase.RESET else "done"
-        fps = " ".join(f"{name} {camera.health().achieved_fps:.0f}" for name, camera in self.cameras.items())
-        line = (
-            f"{what} episode {s.episode}/{s.episodes}  {s.time_left_s:4.1f} s left  loop {s.loop_hz:5.1f} Hz"
-            f"  fps {fps or '-'}  queue {s.queued_frames}  overflow {s.overflowed_frames}  committing {s.pending_commits}"
+        fps = " ".join(f"{camera.health().achieved_fps:.0f}" for camera in self.cameras.values())
+        line = (  # fits 80 columns with three cameras
+            f"{what} ep {s.episode}/{s.episodes} {s.time_left_s:4.1f} s  {s.loop_hz:4.1f} Hz  cam fps {fps or '-'}"
+            f"  queue {s.queued_frames}  overflow {s.overflowed_frames}  commits {s.pending_commits}"
         )
         return Text.from_markup(line)

@@ -74,7 +74,6 @@ class RecordingRun:
         self._phase_t0_s: float | None = None
         self._episode_late = 0
         self._starts: collections.deque[float] = collections.deque(maxlen=31)
-        self.episode_ended_s: list[float] = []
 
     def tick(self, tick: Tick) -> None:
         if self.pipeline.errors:  # a full disk or a failed write: stop before more is lost
@@ -93,14 +92,14 @@ class RecordingRun:
                 self._end_episode()
             else:
                 assert self.recorder is not None
-                if tick.lateness_s > self.teleop_period_s:
+                if tick.lateness_s > 0.1 * self.period_s:  # the loop's own "late" threshold
                     self._episode_late += 1
                 self.recorder.add(tick.start_s, step.follower.timestamp_s, step.follower.position, step.action, step.frames)
         elif self.phase is Phase.RESET and elapsed >= self.plan.reset_s:
             self._enter(Phase.RECORDING)
 
     @property
-    def teleop_period_s(self) -> float:
+    def period_s(self) -> float:
         return 1.0 / self.writer.spec.fps
 
     @property
@@ -168,7 +167,11 @@ class RecordingRun:
         recorder = self.recorder
         assert recorder is not None
         self.recorder = None
-        self.episode_ended_s.append(time.monotonic())
+        if recorder.frames == 0:  # ended before its first row: nothing to keep
+            self.pipeline.discard(recorder)
+            self.phase = Phase.DONE if last else self.phase
+            self._phase_t0_s = None
+            return
         self.pipeline.submit(recorder, {"late_ticks": self._episode_late, "overflowed_frames": sum(recorder.overflowed.values())})
         self.next_index += 1
         self.recorded += 1
