@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -189,8 +190,9 @@ class DatasetWriter:
     def _stage_video(self, staged: StagedEpisode, camera: str, last: dict[str, Any] | None, row: dict[str, Any]) -> Path:
         key, fps = image_key(camera), self.spec.fps
         final = staged.directory / f"{camera}.final.mp4"
-        if not final.exists():
-            encode_final(staged.video(camera), final, self.videos[camera])
+        if not final.exists():  # kept across a crash: a resumed commit does not encode again
+            encode_final(staged.video(camera), temporary_for(final), self.videos[camera])
+            os.replace(temporary_for(final), final)
         file, keep = FileIndex(), 0
         if last is not None:
             file = FileIndex(last[f"videos/{key}/chunk_index"], last[f"videos/{key}/file_index"])
