@@ -168,6 +168,7 @@ def test_the_final_encode_runs_at_low_priority_without_real_time_threads(tmp_pat
             observed.append(sample)
             time.sleep(0.01)
 
+    caller = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
@@ -180,7 +181,7 @@ def test_the_final_encode_runs_at_low_priority_without_real_time_threads(tmp_pat
     assert busy, "no encoder thread was seen"
     assert all(nice == FINAL_NICE for sample in busy[len(busy) // 2 :] for _, nice in sample.values())
     assert all(policy == os.SCHED_OTHER for sample in busy[len(busy) // 2 :] for policy, _ in sample.values())
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER and os.getpriority(os.PRIO_PROCESS, 0) == 0  # the caller is untouched
+    assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) == caller  # untouched
 
 
 def test_append_concatenates_at_exact_frame_times_and_a_retry_never_duplicates(tmp_path):
