@@ -26,6 +26,8 @@ from typing import TypeVar
 import av
 import numpy as np
 
+from recorders.atomic import fsync_file
+
 VIDEO_CODECS = ("av1", "h264")
 ENCODERS = {"av1": "libsvtav1", "h264": "libx264"}
 PIX_FMT = "yuv420p"
@@ -155,14 +157,6 @@ def _remove_file(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _Output:
     """An MP4 being encoded: one video stream, frame i at pts i * 512 in time base 1/(fps * 512)."""
 
@@ -197,7 +191,7 @@ class _Output:
         with _errors(self.path, "write", _WRITE_HINT):
             self._container.mux(self._stream.encode(None))
             self._container.close()
-            _fsync(self.path)
+            fsync_file(self.path)
 
     def discard(self) -> None:
         """Close and delete the incomplete file (after a failure, or to abort)."""
@@ -519,7 +513,7 @@ def _remux(parts: list[tuple[Path, int | None]], out: Path, fps: int) -> int:
                 frames += copied
             with _errors(out, "write", _WRITE_HINT):
                 destination.close()
-                _fsync(out)
+                fsync_file(out)
         except BaseException:
             with contextlib.suppress(av.FFmpegError, OSError):
                 destination.close()
