@@ -11,17 +11,20 @@ LeRobot finds episode k's frames at from_timestamp + t within 1e-4 s.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import json
 import os
 import queue
+import shutil
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TypeVar
 
 import av
 import numpy as np
@@ -35,7 +38,6 @@ PTS_PER_FRAME = 512
 """Time base 1/(fps * 512): with 30 fps this is 1/15360, the MP4 track time scale FFmpeg itself picks."""
 FINAL_NICE = 10
 """Nice value of the final encode's thread; the encoder's own threads inherit it."""
-FINAL_THREAD_NAME = "video-final"
 STATS_TARGET_PX = 150
 STATS_MIN_SAMPLES = 100
 """LeRobot's image statistics: frames strided down towards 150 px, at least 100 of them (or all)."""
@@ -47,7 +49,6 @@ _READ_HINT = "check that the file exists and is a complete MP4 (one cut short by
 # SVT-AV1 prints ~20 info lines to stderr for every encoder it opens; keep errors only unless told otherwise.
 os.environ.setdefault("SVT_LOG", "1")
 
-T = TypeVar("T")
 
 
 class VideoError(RuntimeError):
@@ -380,44 +381,39 @@ class LiveVideoWriter:
         self._result = EpisodeVideo(self.path, frames, self._repeated, self._sampler.samples())
 
 
-def _lower_priority() -> None:
-    """Nice this thread (Linux nice values are per thread; threads it starts inherit them), and name it:
-    threads inherit the name too, which is how `_demote_encoder_threads` finds them."""
-    if sys.platform.startswith("linux"):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), FINAL_NICE)
-        Path("/proc/thread-self/comm").write_text(FINAL_THREAD_NAME)
+def _demote_all_threads() -> None:
+    """Put every thread of this process on SCHED_OTHER at nice FINAL_NICE.
 
-
-def _demote_encoder_threads() -> None:
-    """Put this thread and every thread started from it back to SCHED_OTHER at nice FINAL_NICE.
-
-    Running as root, SVT-AV1 starts its threads (and switches the calling thread) to SCHED_FIFO priority
-    99: real-time threads that take both cores from the control loop whatever their nice value (measured
-    with three live writers: ticks up to 1.7 s late, a third of the frames overflowing; demoted: p99 3 ms,
-    no overflow). The ~40 ms while the encoder opens stay real-time: one tick up to ~30 ms late per final
-    encode. Without root its threads are already normal.
+    Running as root, SVT-AV1 starts its threads as SCHED_FIFO priority 99: real-time threads that take
+    both cores from the control loop whatever their nice value (measured: ticks up to 1.7 s late; an
+    in-process bus simulator missed its replies). The final encode therefore runs in its own process,
+    started in a user namespace where it is not root, so SVT never asks for real time; where user
+    namespaces are unavailable this demotion is the fallback (the ~40 ms while the encoder opens stay
+    real-time there).
     """
     if not sys.platform.startswith("linux"):
         return
     for task in Path("/proc/self/task").iterdir():
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
-            if (task / "comm").read_text().strip() != FINAL_THREAD_NAME:
-                continue
             tid = int(task.name)
             if os.sched_getscheduler(tid) != os.SCHED_OTHER:
                 os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-            os.setpriority(os.PRIO_PROCESS, tid, FINAL_NICE)
+            _nice_at_least(tid)
 
 
-def _at_low_priority(work: Callable[[], T]) -> T:
-    """Run `work` on a fresh thread at nice FINAL_NICE, so the caller's own thread keeps its priority."""
+def _nice_at_least(tid: int) -> None:
+    """Lower a thread's priority to FINAL_NICE, never raise it (that needs privileges the process may lack)."""
+    if os.getpriority(os.PRIO_PROCESS, tid) < FINAL_NICE:
+        os.setpriority(os.PRIO_PROCESS, tid, FINAL_NICE)
 
-    def run() -> T:
-        _lower_priority()
-        return work()
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="final video") as pool:
-        return pool.submit(run).result()
+@functools.cache
+def _isolation() -> tuple[str, ...]:
+    """Command prefix that starts the encoder process without root (and so without real-time threads)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("unshare") is None:
+        return ()
+    probe = subprocess.run(["unshare", "--user", "true"], capture_output=True)
+    return ("unshare", "--user") if probe.returncode == 0 else ()
 
 
 def _open_video(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -437,14 +433,21 @@ def _decoded(path: Path, container: av.container.InputContainer, stream: av.vide
 def encode_final(episode: Path, out: Path, settings: VideoSettings) -> int:
     """Encode the intermediate `episode` into `out` with the final codec; returns frames written.
 
-    Runs on its own thread at nice FINAL_NICE, so the encoder's threads only take CPU the control loop
-    leaves; blocks the caller until done (AV1 at 640x480: ~18 ms of CPU a frame, ~10 ms on two idle
-    cores). Decoded frames go to the encoder as they are (already yuv420p: no colour round trip). If
-    `settings.reuses_intermediate`, packets are copied instead. On failure `out` is removed.
+    The encode runs in a process of its own at nice FINAL_NICE and without real-time threads (see
+    `_demote_all_threads`), so it only takes CPU the control loop leaves and never holds its GIL; the
+    caller waits for it (AV1 at 640x480: ~18 ms of CPU a frame). Decoded frames go to the encoder as
+    they are (already yuv420p: no colour round trip). If `settings.reuses_intermediate`, packets are
+    copied in this process instead. On failure `out` is removed.
     """
     if settings.reuses_intermediate:
-        return _at_low_priority(lambda: _remux([(episode, None)], out, settings.fps))
-    return _at_low_priority(lambda: _transcode(episode, out, settings))
+        return _remux([(episode, None)], out, settings.fps)
+    command = [*_isolation(), sys.executable, "-m", "recorders.video", str(episode), str(out), json.dumps(dataclasses.asdict(settings))]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        _remove_file(out)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise VideoError(lines[-1] if lines else f"the final encode of {episode} exited with {result.returncode}")
+    return int(result.stdout.strip().splitlines()[-1])
 
 
 def _transcode(episode: Path, out: Path, settings: VideoSettings) -> int:
@@ -457,7 +460,7 @@ def _transcode(episode: Path, out: Path, settings: VideoSettings) -> int:
             )
         stream.thread_type = "AUTO"
         output = _Output(out, settings, ENCODERS[settings.codec], settings.final_options)
-        _demote_encoder_threads()  # the encoder's threads exist once it is open
+        _demote_all_threads()  # the encoder's threads exist once it is open
         try:
             for frame in _decoded(episode, container, stream):
                 output.write(frame)
@@ -596,3 +599,19 @@ def decode_frames(path: Path, start_frame: int = 0, count: int | None = None) ->
             yielded += 1
             if yielded == count:
                 return
+
+
+def _final_encode_process(argv: list[str]) -> int:
+    """`python -m recorders.video EPISODE OUT SETTINGS_JSON`: the process `encode_final` starts."""
+    _nice_at_least(0)
+    episode, out, settings = argv
+    try:
+        print(_transcode(Path(episode), Path(out), VideoSettings(**json.loads(settings))))
+    except (VideoError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_final_encode_process(sys.argv[1:]))
