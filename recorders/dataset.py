@@ -73,6 +73,7 @@ class DatasetWriter:
         self.journal = Journal(root)
         self.tasks: dict[str, int] = {}
         self.episodes: list[dict[str, Any]] = []
+        self._finished_commit = False
         self.written: set[Path] = set()
         """Files this writer created or replaced, for the run's manifest."""
         self._prepare(resume)
@@ -100,12 +101,12 @@ class DatasetWriter:
         if self.layout.info.exists():
             if not resume:
                 raise DatasetError(f"{root} already holds a dataset: pass --resume to add episodes to it, or choose another --dataset path")
+            self._finished_commit = bool(self.journal.recover())  # before anything is read
             self._load()
         elif any(p.name != self.layout.staging.name for p in root.iterdir()):
             raise DatasetError(f"{root} is not empty and holds no dataset (no meta/info.json): choose an empty or new --dataset path")
 
     def _load(self) -> None:
-        self.journal.recover()  # an interrupted commit is finished before anything is read
         info = _read_json(self.layout.info)
         problems = self.spec.mismatches(info)
         if problems:
@@ -122,7 +123,7 @@ class DatasetWriter:
             raise DatasetError(f"{self.layout.info}: total_episodes is {info.get('total_episodes')} but the episodes metadata lists {len(self.episodes)}")
 
     def _recover(self) -> Recovery:
-        finished = bool(self.journal.recover())
+        finished = self._finished_commit
         removed = len(remove_temporaries(self.root))
         discarded, staged = [], []
         staging = self.layout.staging

@@ -90,7 +90,7 @@ def test_a_commit_cut_short_mid_rename_is_finished_on_resume(tmp_path: Path) -> 
     journal.path.write_text(json.dumps([str(t.relative_to(tmp_path / "ds")) for t in targets]))
     os.replace(temporary_for(targets[0]), targets[0])  # the video was renamed, then the process died
     resumed = open_writer(tmp_path / "ds")
-    assert resumed.recovery.finished_commit is False  # finished already while loading, before anything was read
+    assert resumed.recovery.finished_commit
     assert len(resumed.episodes) == 1 and resumed.episodes[0]["length"] == 7
     assert resumed.recovery.staged == ()  # its staging copy was recognised as committed and removed
     assert not staged.directory.exists()
