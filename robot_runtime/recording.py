@@ -80,23 +80,21 @@ class RecordingRun:
             raise DatasetError(f"recording stopped: {self.pipeline.errors[0]}")
         step = self.teleop.tick(tick)
         self._starts.append(tick.start_s)
-        for key in self.keys():
-            self._on_key(key)
+        now = tick.deadline_s
         if self._phase_t0_s is None:
-            self._phase_t0_s = tick.deadline_s
-            if self.phase is Phase.RECORDING:
-                self._start_episode(tick.deadline_s)
-        elapsed = tick.deadline_s - self._phase_t0_s
-        if self.phase is Phase.RECORDING:
-            if elapsed >= self.plan.episode_s:
-                self._end_episode()
-            else:
-                assert self.recorder is not None
-                if tick.lateness_s > 0.1 * self.period_s:  # the loop's own "late" threshold
-                    self._episode_late += 1
-                self.recorder.add(tick.start_s, step.follower.timestamp_s, step.follower.position, step.action, step.frames)
+            self._enter(self.phase, now)
+        for key in self.keys():
+            self._on_key(key, now)
+        elapsed = now - self._phase_t0_s + 1e-9  # deadlines are sums of periods: k/30 - j/30 may fall short of (k-j)/30
+        if self.phase is Phase.RECORDING and elapsed >= self.plan.episode_s:
+            self._end_episode(now)
         elif self.phase is Phase.RESET and elapsed >= self.plan.reset_s:
-            self._enter(Phase.RECORDING)
+            self._enter(Phase.RECORDING, now)
+        if self.phase is Phase.RECORDING:  # a phase that began on this tick records this tick's row
+            assert self.recorder is not None
+            if tick.lateness_s > 0.1 * self.period_s:  # the loop's own "late" threshold
+                self._episode_late += 1
+            self.recorder.add(tick.start_s, step.follower.timestamp_s, step.follower.position, step.action, step.frames)
 
     @property
     def period_s(self) -> float:
@@ -132,30 +130,33 @@ class RecordingRun:
             self.recorder = None
         self.phase = Phase.DONE
 
-    def _on_key(self, key: str) -> None:
+    def _on_key(self, key: str, now_s: float) -> None:
         if self.phase is Phase.DONE:
             return
         if key == NEXT:
             if self.phase is Phase.RECORDING:
-                self._end_episode()
+                self._end_episode(now_s)
             else:
-                self._enter(Phase.RECORDING)
-        elif key == RERECORD and self.phase is Phase.RECORDING and self.recorder is not None:
+                self._enter(Phase.RECORDING, now_s)
+        elif key == RERECORD and self.recorder is not None:
             self.announce(f"re-recording episode {self.recorder.index}: the take is discarded")
             self.pipeline.discard(self.recorder)
             self.recorder = None
             self.rerecorded += 1
-            self._enter(Phase.RESET if self.plan.reset_s > 0 else Phase.RECORDING)
+            self._enter(Phase.RESET if self.plan.reset_s > 0 else Phase.RECORDING, now_s)
         elif key == STOP:
             if self.phase is Phase.RECORDING:
-                self._end_episode(last=True)
+                self._end_episode(now_s, last=True)
             self.phase = Phase.DONE
 
-    def _enter(self, phase: Phase) -> None:
+    def _enter(self, phase: Phase, now_s: float) -> None:
+        """Begin a phase on this tick's deadline."""
         self.phase = phase
-        self._phase_t0_s = None  # the next tick starts the phase on its deadline
+        self._phase_t0_s = now_s
         if phase is Phase.RESET:
             self.announce(f"reset the scene ({self.plan.reset_s:g} s; → or n to start the next episode)")
+        elif phase is Phase.RECORDING:
+            self._start_episode(now_s)
 
     def _start_episode(self, t0_s: float) -> None:
         index = self.next_index
@@ -163,19 +164,17 @@ class RecordingRun:
         self._episode_late = 0
         self.announce(f"recording episode {index} ({self.recorded + 1}/{self.plan.episodes}, {self.plan.episode_s:g} s): {self.plan.task}")
 
-    def _end_episode(self, last: bool = False) -> None:
+    def _end_episode(self, now_s: float, last: bool = False) -> None:
         recorder = self.recorder
         assert recorder is not None
         self.recorder = None
-        if recorder.frames == 0:  # ended before its first row: nothing to keep
+        if recorder.frames == 0:  # ended before its first row: nothing to keep, the episode starts again
             self.pipeline.discard(recorder)
-            self.phase = Phase.DONE if last else self.phase
-            self._phase_t0_s = None
-            return
-        self.pipeline.submit(recorder, {"late_ticks": self._episode_late, "overflowed_frames": sum(recorder.overflowed.values())})
-        self.next_index += 1
-        self.recorded += 1
+        else:
+            self.pipeline.submit(recorder, {"late_ticks": self._episode_late, "overflowed_frames": sum(recorder.overflowed.values())})
+            self.next_index += 1
+            self.recorded += 1
         if last or self.recorded >= self.plan.episodes:
             self.phase = Phase.DONE
         else:
-            self._enter(Phase.RESET if self.plan.reset_s > 0 else Phase.RECORDING)
+            self._enter(Phase.RESET if self.plan.reset_s > 0 and recorder.frames else Phase.RECORDING, now_s)
