@@ -382,22 +382,24 @@ class LiveVideoWriter:
 
 
 def _demote_all_threads() -> None:
-    """Put every thread of this process on SCHED_OTHER at nice FINAL_NICE.
+    """Put every thread of this process on SCHED_IDLE at nice FINAL_NICE.
 
     Running as root, SVT-AV1 starts its threads as SCHED_FIFO priority 99: real-time threads that take
     both cores from the control loop whatever their nice value (measured: ticks up to 1.7 s late; an
     in-process bus simulator missed its replies). The final encode therefore runs in its own process,
     started in a user namespace where it is not root, so SVT never asks for real time; where user
     namespaces are unavailable this demotion is the fallback (the ~40 ms while the encoder opens stay
-    real-time there).
+    real-time there). SCHED_IDLE rather than a nice value: nice weighs per thread, and SVT's ~50 threads
+    at nice 10 still took enough CPU to make a simulated servo miss its 5 ms reply; idle threads only
+    get what no other thread wants.
     """
     if not sys.platform.startswith("linux"):
         return
     for task in Path("/proc/self/task").iterdir():
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
             tid = int(task.name)
-            if os.sched_getscheduler(tid) != os.SCHED_OTHER:
-                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            if os.sched_getscheduler(tid) != os.SCHED_IDLE:
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
             _nice_at_least(tid)
 
 
@@ -433,7 +435,7 @@ def _decoded(path: Path, container: av.container.InputContainer, stream: av.vide
 def encode_final(episode: Path, out: Path, settings: VideoSettings) -> int:
     """Encode the intermediate `episode` into `out` with the final codec; returns frames written.
 
-    The encode runs in a process of its own at nice FINAL_NICE and without real-time threads (see
+    The encode runs in a process of its own on idle scheduling, without real-time threads (see
     `_demote_all_threads`), so it only takes CPU the control loop leaves and never holds its GIL; the
     caller waits for it (AV1 at 640x480: ~18 ms of CPU a frame). Decoded frames go to the encoder as
     they are (already yuv420p: no colour round trip). If `settings.reuses_intermediate`, packets are
@@ -603,7 +605,7 @@ def decode_frames(path: Path, start_frame: int = 0, count: int | None = None) ->
 
 def _final_encode_process(argv: list[str]) -> int:
     """`python -m recorders.video EPISODE OUT SETTINGS_JSON`: the process `encode_final` starts."""
-    _nice_at_least(0)
+    _demote_all_threads()  # before the encoder starts: its threads inherit idle scheduling
     episode, out, settings = argv
     try:
         print(_transcode(Path(episode), Path(out), VideoSettings(**json.loads(settings))))
