@@ -592,7 +592,7 @@ def record_section(r: RecordResult, number: int = 6) -> list[str]:
         f"`teleop --robot so100 --sim --duration {base.duration_s:g}`, the same process without a recorder. "
         "The runs went one after the other; compare them as ratios. Each episode is encoded live to an H.264 "
         "intermediate; after it ends it is saved to staging (rows and intermediates safe on disk) and then committed "
-        "into the dataset (final encode at nice 10, appended to the camera's video file) by background threads "
+        "into the dataset (final encode in a process of its own on idle scheduling, appended to the camera's video file) by background threads "
         f"while the next episodes record ({_codec_versions()}; {_code_version()}). Times marked *stderr* are when the "
         "app's messages reached the benchmark. Memory and CPU include child processes (the final encode may run in one)."),
         "",
