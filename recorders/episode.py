@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 
 from recorders.atomic import fsync_dir, write_json_atomic
 from recorders.layout import ACTION, STATE, STATE_S, TICK_S, DatasetSpec, capture_key, frame_number_key
+from recorders.live_video import LiveVideoWriter
 from recorders.stats import FeatureStats, image_stats
-from recorders.video import LiveVideoWriter, VideoSettings
+from recorders.video import VideoSettings
 
 if TYPE_CHECKING:
     from cameras.base import Frame

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cameras.stamp import Stamp, StampError, read_stamp, stamp_height_px, write_stamp
-from recorders.video import LiveVideoWriter, VideoSettings, decode_frames, encode_final
+from recorders.live_video import LiveVideoWriter
+from recorders.video import VideoSettings, decode_frames, encode_final
 
 
 def noisy_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:

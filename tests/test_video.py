@@ -19,10 +19,9 @@ import numpy as np
 import pytest
 
 from cameras.stamp import Stamp, read_stamp, write_stamp
+from recorders.live_video import EpisodeVideo, LiveVideoWriter
 from recorders.video import (
     FINAL_NICE,
-    EpisodeVideo,
-    LiveVideoWriter,
     VideoError,
     VideoSettings,
     append_video,
@@ -320,7 +319,7 @@ def test_a_write_failure_in_the_worker_surfaces_on_the_next_put_and_on_finish(tm
 
 def test_a_writer_left_unfinished_does_not_hang_interpreter_exit(tmp_path):
     script = (
-        "from pathlib import Path; import numpy as np; from recorders.video import LiveVideoWriter, VideoSettings; "
+        "from pathlib import Path; import numpy as np; from recorders.live_video import LiveVideoWriter; from recorders.video import VideoSettings; "
         f"w = LiveVideoWriter(Path({str(tmp_path / 'cam.mp4')!r}), VideoSettings('av1', 30, 160, 120)); "
         "w.put(0, np.zeros((120, 160, 3), np.uint8))"
     )
