@@ -1,12 +1,16 @@
 """Real SO-100/SO-101 arms. Skipped unless ROBOT_RUNTIME_HARDWARE names a robot config (e.g. so101 or
-a YAML path) whose ports exist; set ROBOT_RUNTIME_ALLOW_MOTION=1 to also run a short teleop."""
+a YAML path) whose ports exist; set ROBOT_RUNTIME_ALLOW_MOTION=1 to also run a short teleop and a short
+recording (with the config's cameras attached)."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from recorders.check import check_dataset
 from robot_runtime.config import load_robot_config
 from robot_runtime.loop import FixedRateLoop
 from robot_runtime.session import Session
@@ -53,3 +57,17 @@ def test_real_teleop_runs_for_three_seconds(hardware_config):
         stats = FixedRateLoop(hardware_config.fps).run(teleop.tick, duration_s=3)
     assert stats.ticks > 0.9 * 3 * hardware_config.fps
     assert all(r.torque_safe for r in session.stop_reports)
+
+
+def test_real_recording_of_a_short_episode_passes_the_dataset_check(hardware_config, tmp_path):
+    """Records with whatever cameras the config lists (they must be attached), then checks every frame."""
+    if os.environ.get("ROBOT_RUNTIME_ALLOW_MOTION") != "1":
+        pytest.skip("the arm would move: set ROBOT_RUNTIME_ALLOW_MOTION=1 with the workspace clear")
+    robot = os.environ["ROBOT_RUNTIME_HARDWARE"]
+    dataset = tmp_path / "hardware"
+    command = [sys.executable, "-m", "apps.cli", "record", "--robot", robot, "--dataset", str(dataset), "--task", "hardware check", "--episode-time", "3", "--reset-time", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    report = check_dataset(dataset)
+    assert report.ok, report.problems
+    assert report.frames >= 0.9 * 3 * hardware_config.fps
