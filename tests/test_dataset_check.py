@@ -6,23 +6,23 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from cli import run_cli
 
 from recorders.check import check_dataset
-
-WIDE = {**os.environ, "COLUMNS": "400"}
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dataset = tmp_path_factory.mktemp("recorded") / "demo"
-    command = [sys.executable, "-m", "apps.cli", "record", "--robot", "so100", "--sim", "--dataset", str(dataset), "--task", "stack", "--episodes", "2", "--episode-time", "0.5", "--reset-time", "0", "--video-codec", "h264"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    result = run_cli(
+        "record", "--robot", "so100", "--sim", "--dataset", str(dataset), "--task", "stack",
+        "--episodes", "2", "--episode-time", "0.5", "--reset-time", "0", "--video-codec", "h264", timeout_s=120,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return dataset
 
@@ -35,7 +35,7 @@ def dataset(recorded: Path, tmp_path: Path) -> Path:
 
 
 def check_cli(path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apps.cli", "dataset", "check", str(path), *extra], capture_output=True, text=True, timeout=120, env=WIDE)
+    return run_cli("dataset", "check", str(path), *extra, timeout_s=120)
 
 
 def test_a_recorded_dataset_passes_with_every_frame_decoded(dataset: Path) -> None:

@@ -3,12 +3,11 @@ a YAML path) whose ports exist; set ROBOT_RUNTIME_ALLOW_MOTION=1 to also run a s
 recording (with the config's cameras attached)."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli import run_cli
 
 from recorders.check import check_dataset
 from robot_runtime.config import load_robot_config
@@ -65,8 +64,7 @@ def test_real_recording_of_a_short_episode_passes_the_dataset_check(hardware_con
         pytest.skip("the arm would move: set ROBOT_RUNTIME_ALLOW_MOTION=1 with the workspace clear")
     robot = os.environ["ROBOT_RUNTIME_HARDWARE"]
     dataset = tmp_path / "hardware"
-    command = [sys.executable, "-m", "apps.cli", "record", "--robot", robot, "--dataset", str(dataset), "--task", "hardware check", "--episode-time", "3", "--reset-time", "0"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    result = run_cli("record", "--robot", robot, "--dataset", str(dataset), "--task", "hardware check", "--episode-time", "3", "--reset-time", "0", timeout_s=300)
     assert result.returncode == 0, result.stderr
     report = check_dataset(dataset)
     assert report.ok, report.problems

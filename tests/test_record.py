@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli import WIDE, robot_cli, run_cli
 
 from cameras.stamp import read_stamp
 from recorders.check import check_dataset
@@ -29,15 +30,16 @@ CAMERAS = ("front", "wrist", "top")
 ROTATED = {"wrist"}  # mounted upside down in so100.yaml: stored rotated by 180 degrees
 
 
+def record_options(dataset: Path, *extra: str) -> tuple[str, ...]:
+    return ("record", "--robot", "so100", "--sim", "--dataset", str(dataset), "--task", "pick up the cube", *extra)
+
+
 def record_args(dataset: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "apps.cli", "record", "--robot", "so100", "--sim", "--dataset", str(dataset), "--task", "pick up the cube", *extra]
+    return robot_cli(*record_options(dataset, *extra))
 
 
-WIDE = {**os.environ, "COLUMNS": "400"}  # messages on one line, to match them whole
-
-
-def record(dataset: Path, *extra: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(record_args(dataset, *extra), capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, env=WIDE)
+def record(dataset: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli(*record_options(dataset, *extra), timeout_s=120)
 
 
 def stamps(reader: DatasetReader, episode: int, camera: str) -> list[tuple[float, int, int]]:

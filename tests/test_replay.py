@@ -4,21 +4,18 @@ safety filter, after a soft approach from wherever the arm is."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli import run_cli
 
 from recorders.reader import DatasetReader
 
-WIDE = {**os.environ, "COLUMNS": "400"}
-
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=WIDE)
+    return run_cli(*args, timeout_s=120)
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,16 @@
 
 import signal
 import subprocess
-import sys
 import time
 
 import scservo_sdk as scs
+from cli import robot_cli, run_cli
 
 
 def test_sim_serves_both_arms_to_a_stock_sdk_client(tmp_path):
     out = tmp_path / "stdout.txt"
     with out.open("w") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "apps.cli", "sim", "feetech", "--robot", "so100"], stdout=sink, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(robot_cli("sim", "feetech", "--robot", "so100"), stdout=sink, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and out.read_text().count("\n") < 2:
@@ -29,6 +29,6 @@ def test_sim_serves_both_arms_to_a_stock_sdk_client(tmp_path):
 
 
 def test_sim_of_an_unknown_family_is_a_clear_error():
-    result = subprocess.run([sys.executable, "-m", "apps.cli", "sim", "dynamixel", "--robot", "so100"], capture_output=True, text=True)
+    result = run_cli("sim", "dynamixel", "--robot", "so100")
     assert result.returncode == 2
     assert "no arm of family 'dynamixel'" in " ".join(result.stderr.split())

@@ -5,25 +5,17 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli import robot_cli, run_cli
 
 from robot_runtime.config import load_robot_config
 from robot_runtime.loop import FixedRateLoop
 from robot_runtime.session import Session
 from robot_runtime.teleop import StartRefused, Teleop
-
-
-def robot_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "apps.cli", *args]
-
-
-def run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(robot_cli(*args), capture_output=True, text=True, timeout=timeout_s)
 
 
 def test_follower_tracks_the_scripted_leader():

@@ -3,21 +3,16 @@ camera, `--stats-json` carries per-camera and cross-camera statistics, and a dea
 with its name while the arm still parks."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli import run_cli
 
 from cameras.stamp import read_stamp, stamp_height_px
 from robot_runtime.config import ConfigError, load_robot_config
 from robot_runtime.loop import FixedRateLoop
 from robot_runtime.session import Session
 from robot_runtime.teleop import Teleop
-
-
-def run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], capture_output=True, text=True, timeout=timeout_s)
 
 
 def test_each_tick_observes_every_camera_with_the_frame_it_chose():
