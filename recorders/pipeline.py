@@ -1,12 +1,12 @@
 """Episodes leave the control loop here. Finishing an episode (draining its video queues, writing its
 rows) and committing it (the final encode, appending, metadata) run on two background threads, each in
-episode order, so the loop goes on to the next episode at once. Committing runs at a lower CPU priority:
-when the two compete for the cores, the control loop and the live recording win."""
+episode order, so the loop goes on to the next episode at once. The committing thread runs at a lower
+CPU priority (its final encodes in processes of their own on idle scheduling): when they compete for
+the cores, the control loop and the live recording win."""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -16,11 +16,9 @@ from typing import Any
 
 from recorders.dataset import DatasetWriter
 from recorders.episode import EpisodeRecorder, StagedEpisode
+from recorders.video import nice_at_least
 
 log = logging.getLogger(__name__)
-
-COMMIT_NICE = 10
-
 
 @dataclass(frozen=True)
 class EpisodeTimes:
@@ -32,18 +30,12 @@ class EpisodeTimes:
     """From the episode's end to its commit into the dataset (final encode included)."""
 
 
-def _lower_priority() -> None:
-    """Threads inherit this, so the encoder's own threads run at the same lower priority."""
-    if hasattr(os, "setpriority"):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMMIT_NICE)
-
-
 class Pipeline:
     def __init__(self, writer: DatasetWriter, on_event: Callable[[str], None] = log.info) -> None:
         self.writer = writer
         self.on_event = on_event
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="episode-finish")
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="episode-commit", initializer=_lower_priority)
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="episode-commit", initializer=nice_at_least)
         self._lock = threading.Lock()
         self._futures: list[Future[Any]] = []
         self.times: dict[int, EpisodeTimes] = {}

@@ -200,11 +200,12 @@ def _demote_all_threads() -> None:
             tid = int(task.name)
             if os.sched_getscheduler(tid) != os.SCHED_IDLE:
                 os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-            _nice_at_least(tid)
+            nice_at_least(tid)
 
 
-def _nice_at_least(tid: int) -> None:
-    """Lower a thread's priority to FINAL_NICE, never raise it (that needs privileges the process may lack)."""
+def nice_at_least(tid: int = 0) -> None:
+    """Lower a thread's priority (0: the calling thread, Linux nice being per thread) to FINAL_NICE, never
+    raise it (that needs privileges the process may lack)."""
     if os.getpriority(os.PRIO_PROCESS, tid) < FINAL_NICE:
         os.setpriority(os.PRIO_PROCESS, tid, FINAL_NICE)
 
