@@ -14,7 +14,9 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from cameras.camera_set import CameraSetStats
 from cameras.sim import SimCamera
@@ -118,6 +120,17 @@ def _fault_target(session: Session, fault: SimFault) -> Callable[[], None]:
     if fault.fault not in known:
         raise ValueError(f"--sim-fault: unknown fault {fault.fault!r} (faults: {', '.join(known)})")
     return trigger
+
+
+@contextmanager
+def status_line(render: Callable[[], str]) -> Iterator[None]:
+    """A one-line live status (rich markup from `render`) refreshed a few times a second, only when
+    stderr is a terminal: logs and pipes get the plain messages alone."""
+    if not console.is_terminal:
+        yield
+        return
+    with Live(console=console, refresh_per_second=4, transient=True, get_renderable=lambda: Text.from_markup(render())):
+        yield
 
 
 def report(title: str, stats: LoopStats, extra: dict[str, Any], stats_json: Path | None, cameras: CameraSetStats | None = None) -> None:

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from rich.live import Live
-from rich.text import Text
-
-from apps.common import add_robot_options, console, report, scheduled_faults
+from apps.common import add_robot_options, console, report, scheduled_faults, status_line
+from apps.dataset_output import DatasetOutput, dataset_fps
 from cameras.base import CameraError
 from cameras.camera_set import CameraSet
-from recorders.dataset import DatasetError, DatasetWriter
-from recorders.layout import DatasetSpec
-from recorders.manifest import new_run_id, write_manifest
-from recorders.pipeline import Pipeline
-from recorders.video import VIDEO_CODECS, VideoError, VideoSettings
-from robot_runtime.config import ConfigError, RobotConfig, load_robot_config
+from recorders.dataset import DatasetError
+from recorders.video import VIDEO_CODECS, VideoError
+from robot_runtime.config import ConfigError, load_robot_config
 from robot_runtime.keys import HELP, KeyReader
 from robot_runtime.loop import FixedRateLoop
 from robot_runtime.recording import Phase, RecordingRun, RecordPlan
@@ -44,13 +40,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _fps(args: argparse.Namespace, config: RobotConfig) -> int:
-    fps = args.fps if args.fps is not None else config.fps
-    if fps != int(fps) or fps <= 0:
-        raise ConfigError(f"{config.source}: key 'fps': datasets need a whole number of frames per second, got {fps:g} (or pass --fps)")
-    return int(fps)
-
-
 def _check_plan(args: argparse.Namespace) -> None:
     if args.episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
@@ -62,36 +51,24 @@ def _check_plan(args: argparse.Namespace) -> None:
         raise ValueError("--task must describe the episodes")
 
 
-def _videos(cameras: CameraSet, fps: int, codec: str) -> dict[str, VideoSettings]:
-    out = {}
-    for name, camera in cameras.items():
-        width, height = camera.settings.output_size
-        out[name] = VideoSettings(codec=codec, fps=fps, width=width, height=height)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     _check_plan(args)
     config = load_robot_config(args.robot, args.overrides)
     if not config.leaders:
         raise ConfigError(f"{config.source}: record needs at least one entry under 'leaders' to teleoperate")
-    fps = _fps(args, config)
+    fps = dataset_fps(args.fps, config)
     plan = RecordPlan(args.episodes, args.episode_time, args.reset_time, args.task.strip())
-    run_id = new_run_id()
     loop = FixedRateLoop(fps)
     failure: Exception | None = None
     outcome = "done"
     with Session(config, sim=args.sim, with_cameras=not args.no_cameras) as session:
         assert session.leader is not None
-        videos = _videos(session.cameras, fps, args.video_codec)
-        spec = DatasetSpec(config.robot_type, fps, tuple(session.follower.feature_names), {n: (v.height, v.width) for n, v in videos.items()}, {n: v.info for n, v in videos.items()})
-        writer = DatasetWriter(args.dataset, spec, videos, resume=args.resume)
-        pipeline = Pipeline(writer, on_event=console.print)
-        _report_recovery(writer, pipeline)
-        teleop = Teleop(session.leader, session.follower, config.safety, session.cameras)
+        output = DatasetOutput.open(args.dataset, config, session.follower, session.cameras, fps, args.video_codec, resume=args.resume)
+        writer, pipeline = output.writer, output.pipeline
+        teleop = Teleop(session.leader, session.follower, config.safety, fps, session.cameras)
         teleop.start()
         with KeyReader() as keys:
-            recording = RecordingRun(teleop, writer, pipeline, plan, videos, keys.poll, console.print, first_index=len(writer.episodes) + len(writer.recovery.staged))
+            recording = RecordingRun(teleop, writer, pipeline, plan, output.videos, keys.poll, console.print, first_index=output.next_index)
             where = "simulated hardware" if args.sim else ", ".join(spec.config.port for spec in config.followers + config.leaders)
             console.print(f"record [bold]{config.name}[/] on {where} into {args.dataset} at {fps} Hz, cameras: {', '.join(session.cameras) or 'none'}")
             console.print(HELP if keys.enabled else "stdin is not a terminal: recording unattended to the end (Ctrl-C stops)")
@@ -101,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 if recording.done:
                     loop.stop()
 
-            with scheduled_faults(session, args.sim_fault), _status_line(recording, session.cameras):
+            with scheduled_faults(session, args.sim_fault), status_line(functools.partial(_status, recording, session.cameras)):
                 try:
                     loop.run(tick)
                 except KeyboardInterrupt:
@@ -115,12 +92,8 @@ def run(args: argparse.Namespace) -> int:
                     failure, outcome = exc, f"error ({type(exc).__name__})"
                     recording.interrupt()
         console.print("parking the follower and switching torque off ...")
-    committed = _wait_for_commits(pipeline)
     run_summary = {"command": "record", "task": plan.task, "episodes_recorded": recording.recorded, "outcome": outcome, "simulated": args.sim}
-    try:
-        manifest = str(write_manifest(writer.layout, run_id, run_summary, config.resolved, writer.written).relative_to(args.dataset))
-    except OSError as exc:
-        manifest = f"not written ({exc})"
+    committed, manifest = output.finish(run_summary, config)
     extra = {
         "robot": config.name,
         "dataset": str(args.dataset),
@@ -144,52 +117,13 @@ def run(args: argparse.Namespace) -> int:
     return 0 if failure is None and committed and session.stopped_safely else 1
 
 
-def _report_recovery(writer: DatasetWriter, pipeline: Pipeline) -> None:
-    recovery = writer.recovery
-    if writer.episodes:
-        console.print(f"resuming {writer.root}: {len(writer.episodes)} episodes, {writer.total_frames} frames")
-    if recovery.finished_commit:
-        console.print("finished a commit that a crash interrupted")
-    for name in recovery.discarded:
-        console.print(f"{name} was interrupted by a crash or already committed: discarded")
-    for staged in recovery.staged:
-        console.print(f"episode {staged.index} was recorded but not committed: committing it now")
-        pipeline.commit_staged(staged)
-
-
-def _wait_for_commits(pipeline: Pipeline) -> bool:
-    if pipeline.pending:
-        console.print(f"committing {pipeline.pending} episode(s) (final video encode) ... Ctrl-C leaves them staged for --resume")
-    try:
-        return pipeline.close()
-    except KeyboardInterrupt:
-        console.print("stopped waiting: staged episodes are committed by the next `record --resume`")
-        return False
-
-
-class _status_line:  # noqa: N801 - used as a context manager like rich's own
+def _status(recording: RecordingRun, cameras: CameraSet) -> str:
     """Episode k/N, time left, loop Hz, camera fps (in config order), queue depth, overflowed frames and
-    commits in progress, refreshed a few times a second."""
-
-    def __init__(self, recording: RecordingRun, cameras: CameraSet) -> None:
-        self.recording = recording
-        self.cameras = cameras
-        self.live = Live(console=console, refresh_per_second=4, transient=True, get_renderable=self._render) if console.is_terminal else None
-
-    def __enter__(self) -> None:
-        if self.live is not None:
-            self.live.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.__exit__(None, None, None)
-
-    def _render(self) -> Text:
-        s = self.recording.status()
-        what = "[red]● REC[/]" if s.phase is Phase.RECORDING else "[yellow]reset[/]" if s.phase is Phase.RESET else "done"
-        fps = " ".join(f"{camera.health().achieved_fps:.0f}" for camera in self.cameras.values())
-        line = (  # fits 80 columns with three cameras
-            f"{what} ep {s.episode}/{s.episodes} {s.time_left_s:4.1f} s  {s.loop_hz:4.1f} Hz  cam fps {fps or '-'}"
-            f"  queue {s.queued_frames}  overflow {s.overflowed_frames}  commits {s.pending_commits}"
-        )
-        return Text.from_markup(line)
+    commits in progress; fits 80 columns with three cameras."""
+    s = recording.status()
+    what = "[red]● REC[/]" if s.phase is Phase.RECORDING else "[yellow]reset[/]" if s.phase is Phase.RESET else "done"
+    fps = " ".join(f"{camera.health().achieved_fps:.0f}" for camera in cameras.values())
+    return (
+        f"{what} ep {s.episode}/{s.episodes} {s.time_left_s:4.1f} s  {s.loop_hz:4.1f} Hz  cam fps {fps or '-'}"
+        f"  queue {s.queued_frames}  overflow {s.overflowed_frames}  commits {s.pending_commits}"
+    )

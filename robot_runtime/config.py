@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 import drivers
 from cameras.config import CameraConfig
 from robot_runtime.family import ArmFamily
+from robot_runtime.policy.config import PolicyConfig
 
 
 class ConfigError(ValueError):
@@ -34,7 +35,15 @@ class SafetyConfig(StrictModel):
     max_step: float = Field(5.0, gt=0)
     """Largest change of a joint target in one tick (joint units)."""
     ramp_s: float = Field(1.0, ge=0)
-    """Soft start: blend from the follower's pose to the leader's over this long."""
+    """Soft start: blend from the follower's pose to the leader's (or the first action) over at least this long."""
+    max_velocity: float | None = Field(None, gt=0)
+    """Fastest a target may move, in joint units per second; with the rate it tightens max_step."""
+    limits: dict[str, tuple[float, float]] = {}
+    """Per joint feature (`wrist_flex.pos`): a [lower, upper] range narrower than the calibrated one."""
+    approach_speed: float = Field(30.0, gt=0)
+    """Joint units per second of the smooth move to a policy's first action before it takes control."""
+    watchdog_s: float = Field(1.0, gt=0)
+    """Hold the arm when no fresh policy action comes; stop the run after this many seconds of holding."""
 
 
 class DemoConfig(StrictModel):
@@ -78,6 +87,7 @@ class RobotFile(StrictModel):
     """Camera name (as in `observation.images.<name>`) -> camera settings."""
     camera_selection: Literal["newest", "nearest"] = "newest"
     """Which frame a tick takes from each camera: the newest, or the one captured nearest the arm read."""
+    policy: PolicyConfig = PolicyConfig()
     sim: SimConfig | None = None
 
     @field_validator("cameras")
@@ -115,6 +125,7 @@ class RobotConfig:
     leaders: tuple[ArmSpec, ...]
     cameras: Mapping[str, CameraConfig] = field(default_factory=dict)
     camera_selection: Literal["newest", "nearest"] = "newest"
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     resolved: Mapping[str, Any] = field(default_factory=dict)
     """The validated file with overrides applied and defaults filled in, as recorded in run manifests."""
 
@@ -158,7 +169,7 @@ def load_robot_config(robot: str, overrides: Sequence[str] = ()) -> RobotConfig:
         prefixes = [a.prefix for a in arms]
         if len(set(prefixes)) != len(prefixes):
             raise ConfigError(f"{path}: key '{key}': prefixes must be unique, got {prefixes}")
-    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders, parsed.cameras, parsed.camera_selection, parsed.model_dump(mode="json"))
+    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders, parsed.cameras, parsed.camera_selection, parsed.policy, parsed.model_dump(mode="json"))
 
 
 def _apply_override(path: Path, raw: dict[str, Any], override: str) -> None:

@@ -13,19 +13,19 @@ import threading
 import tty
 from typing import IO
 
-NEXT, RERECORD, STOP = "next", "rerecord", "stop"
+NEXT, RERECORD, STOP, ESTOP = "next", "rerecord", "stop", "estop"
 _SEQUENCES = {
     b"\x1b[C": NEXT,  # right arrow
     b"\x1bOC": NEXT,
     b"\x1b[D": RERECORD,  # left arrow
     b"\x1bOD": RERECORD,
     b"n": NEXT,
-    b" ": NEXT,
+    b" ": ESTOP,  # the biggest key, for a hurried hand
     b"r": RERECORD,
     b"q": STOP,
     b"\x1b": STOP,  # escape on its own
 }
-HELP = "keys: → or n = next, ← or r = re-record, Esc or q = stop"
+HELP = "keys: → or n = next, ← or r = re-record, Esc or q = stop, space = e-stop"
 
 
 def parse(data: bytes) -> list[str]:

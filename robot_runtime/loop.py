@@ -109,6 +109,11 @@ class FixedRateLoop:
             self._end_s = self._clock()
         return self.stats()
 
+    def recent_hz(self, ticks: int = 30) -> float:
+        """The rate achieved over the last few ticks, for live status lines (safe from another thread)."""
+        starts = self._starts[-ticks - 1 :]
+        return (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 and starts[-1] > starts[0] else 0.0
+
     def stats(self) -> LoopStats:
         starts = np.asarray(self._starts)
         lateness = np.asarray(self._lateness)

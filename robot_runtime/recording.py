@@ -13,7 +13,7 @@ from recorders.dataset import DatasetError, DatasetWriter
 from recorders.episode import EpisodeRecorder
 from recorders.pipeline import Pipeline
 from recorders.video import VideoSettings
-from robot_runtime.keys import NEXT, RERECORD, STOP
+from robot_runtime.keys import ESTOP, NEXT, RERECORD, STOP
 from robot_runtime.loop import Tick
 from robot_runtime.teleop import Teleop
 
@@ -148,6 +148,9 @@ class RecordingRun:
             if self.phase is Phase.RECORDING:
                 self._end_episode(now_s, last=True)
             self.phase = Phase.DONE
+        elif key == ESTOP:  # the follower holds from this tick; the take is discarded and the arm parks
+            self.teleop.filter.engage_estop("space pressed")
+            self.interrupt()
 
     def _enter(self, phase: Phase, now_s: float) -> None:
         """Begin a phase on this tick's deadline."""

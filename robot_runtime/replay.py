@@ -17,7 +17,7 @@ class Replay:
             raise ValueError(f"recorded actions have shape {actions.shape}; the follower has {len(follower.joints)} joints")
         self.follower = follower
         self.actions = actions.astype(np.float64)
-        self.filter = SafetyFilter(follower.lower_limits, follower.upper_limits, safety.max_step)
+        self.filter = SafetyFilter.for_rig(follower, safety, fps)
         self.approach_ticks = max(1, round(safety.ramp_s * fps))
         self._origin: np.ndarray | None = None
         self._sent: np.ndarray | None = None

@@ -48,9 +48,9 @@ class Rig(Arm):
     def is_connected(self) -> bool:
         return all(arm.is_connected for arm in self.arms.values())
 
-    def connect(self) -> None:
+    def connect(self, *, observe_only: bool = False) -> None:
         for arm in self.arms.values():
-            arm.connect()
+            arm.connect(observe_only=observe_only)
 
     def read(self) -> JointState:
         states = [arm.read() for arm in self.arms.values()]

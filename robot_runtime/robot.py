@@ -49,18 +49,22 @@ class StopReport:
     arm: str
     parked: bool | None
     """True when a read confirmed the park pose; False when it was not reached or not confirmed;
-    None for arms that are not parked (leaders)."""
+    None for arms that are not parked (leaders, and arms that were only observed)."""
     torque_safe: bool
     detail: str = ""
 
     def describe(self) -> str:
-        park = {True: "parked", False: "not confirmed parked", None: "not parked (leader)"}[self.parked]
+        park = {True: "parked", False: "not confirmed parked", None: "not parked"}[self.parked]
         torque = "torque safe" if self.torque_safe else "TORQUE STATE UNKNOWN"
         return f"{self.arm}: {park}, {torque}" + (f" ({self.detail})" if self.detail else "")
 
 
 class ArmError(RuntimeError):
     """A hardware problem the user can act on; the message names the arm, the part and what to check."""
+
+
+class ObserveOnlyError(RuntimeError):
+    """Something tried to move an arm that was connected to be observed only: a bug, never a hardware fault."""
 
 
 class Arm(abc.ABC):
@@ -93,8 +97,11 @@ class Arm(abc.ABC):
     def is_connected(self) -> bool: ...
 
     @abc.abstractmethod
-    def connect(self) -> None:
-        """Open the transport, check every joint answers, and bring the arm into its control mode."""
+    def connect(self, *, observe_only: bool = False) -> None:
+        """Open the transport, check every joint answers, and bring the arm into its control mode.
+
+        `observe_only` checks and reads but never writes a goal or changes torque, and then `write`,
+        `set_torque` and `safe_stop` move nothing: a dry run of a policy leaves the arm provably still."""
 
     @abc.abstractmethod
     def read(self) -> JointState: ...

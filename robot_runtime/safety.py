@@ -1,5 +1,6 @@
-"""The filter every commanded target passes before it reaches an arm: finite values only, joint limits,
-and a bounded step per tick. Each intervention is counted so a run reports how often it stepped in."""
+"""The filter every commanded target passes before it reaches an arm: finite values of the right shape
+only, joint limits, a bounded step per tick, a hold when no fresh action came, and a software e-stop.
+Each intervention is counted so a run reports how often it stepped in."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from robot_runtime.config import ConfigError, SafetyConfig
+from robot_runtime.rig import Rig
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +22,11 @@ class Interventions:
     limited: int = 0
     """Targets clamped into the joint limits."""
     step_clipped: int = 0
-    """Targets that moved further than max_step in one tick."""
+    """Targets that moved further than the step allowed in one tick (max_step, or max_velocity / rate)."""
+    held: int = 0
+    """Ticks with no fresh action (a late or failed policy reply): the previous target was held."""
+    estops: int = 0
+    """Software e-stops: every later tick held the previous target until the arm was parked."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -30,9 +38,44 @@ class SafetyFilter:
         self.upper = np.asarray(upper, dtype=np.float64)
         self.max_step = max_step
         self.interventions = Interventions()
+        self.estop_reason: str | None = None
+
+    @classmethod
+    def for_rig(cls, rig: Rig, safety: SafetyConfig, rate_hz: float) -> SafetyFilter:
+        """Limits from the arms (their calibration), narrowed by the config's `safety.limits`; the step
+        per tick is the smaller of `max_step` and `max_velocity / rate_hz`."""
+        lower, upper = rig.lower_limits.copy(), rig.upper_limits.copy()
+        names = rig.feature_names
+        for feature, (low, high) in safety.limits.items():
+            if feature not in names:
+                raise ConfigError(f"safety.limits: unknown joint {feature!r} (joints: {', '.join(names)})")
+            i = names.index(feature)
+            lower[i], upper[i] = max(lower[i], low), min(upper[i], high)
+            if not lower[i] < upper[i]:
+                raise ConfigError(f"safety.limits.{feature}: [{low:g}, {high:g}] leaves nothing of the calibrated range [{rig.lower_limits[i]:g}, {rig.upper_limits[i]:g}]")
+        step = safety.max_step if safety.max_velocity is None else min(safety.max_step, safety.max_velocity / rate_hz)
+        return cls(lower, upper, step)
+
+    @property
+    def estopped(self) -> bool:
+        return self.estop_reason is not None
+
+    def engage_estop(self, reason: str) -> None:
+        """From now on every target is the previous one; the caller ends the run, which parks the arm."""
+        if self.estop_reason is None:
+            self.estop_reason = reason
+            self.interventions.estops += 1
+            log.warning("e-stop: %s", reason)
+
+    def hold(self, previous: np.ndarray) -> np.ndarray:
+        """No fresh action this tick: keep the previous target."""
+        self.interventions.held += 1
+        return previous.copy()
 
     def __call__(self, target: np.ndarray, previous: np.ndarray) -> np.ndarray:
         """The target that may be sent this tick, given the one sent on the last tick."""
+        if self.estopped:
+            return previous.copy()
         target = np.asarray(target, dtype=np.float64)
         if target.shape != previous.shape or not np.isfinite(target).all():
             self.interventions.rejected += 1
@@ -45,3 +88,20 @@ class SafetyFilter:
         if (stepped != limited).any():
             self.interventions.step_clipped += 1
         return stepped
+
+
+class Watchdog:
+    """Trips when no fresh action has arrived for `timeout_s`: the caller holds until then, then stops."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._last_fresh_s: float | None = None
+
+    def feed(self, now_s: float) -> None:
+        self._last_fresh_s = now_s
+
+    def starved_s(self, now_s: float) -> float:
+        return 0.0 if self._last_fresh_s is None else max(0.0, now_s - self._last_fresh_s)
+
+    def expired(self, now_s: float) -> bool:
+        return self._last_fresh_s is not None and now_s - self._last_fresh_s > self.timeout_s

@@ -27,8 +27,10 @@ class Session:
     """`with Session(config, sim=...) as s:` gives connected `s.follower` and `s.leader` rigs and the
 open `s.cameras`."""
 
-    def __init__(self, config: RobotConfig, *, sim: bool, with_leaders: bool = True, with_cameras: bool = True) -> None:
+    def __init__(self, config: RobotConfig, *, sim: bool, with_leaders: bool = True, with_cameras: bool = True, observe_only: bool = False) -> None:
+        """`observe_only` connects the followers to be read only: nothing is written to them, ever."""
         self.config = config
+        self.observe_only = observe_only
         self.sim = sim
         self.with_leaders = with_leaders
         self.with_cameras = with_cameras
@@ -65,7 +67,7 @@ open `s.cameras`."""
             self._stack.enter_context(self.cameras)
         if leaders:
             self.leader = self._rig(leaders, "leader")
-        self.follower = self._rig(followers, "follower")
+        self.follower = self._rig(followers, "follower", observe_only=self.observe_only)
 
     def _simulate(self, arms: tuple[ArmSpec, ...]) -> tuple[ArmSpec, ...]:
         out = []
@@ -85,10 +87,10 @@ open `s.cameras`."""
             for index, (name, camera) in enumerate(self.config.cameras.items())
         }
 
-    def _rig(self, arms: tuple[ArmSpec, ...], role: str) -> Rig:
+    def _rig(self, arms: tuple[ArmSpec, ...], role: str, observe_only: bool = False) -> Rig:
         rig = Rig({spec.prefix: spec.family.build(spec.config, spec.label) for spec in arms}, name=role)
         self._stack.callback(self._close_rig, rig)  # registered before connecting: a half-connected rig is still stopped
-        rig.connect()
+        rig.connect(observe_only=observe_only)
         return rig
 
     def _close_rig(self, rig: Rig) -> None:

@@ -34,14 +34,14 @@ class TeleopStep:
 
 
 class Teleop:
-    def __init__(self, leader: Rig, follower: Rig, safety: SafetyConfig, cameras: CameraSet | None = None) -> None:
+    def __init__(self, leader: Rig, follower: Rig, safety: SafetyConfig, rate_hz: float, cameras: CameraSet | None = None) -> None:
         if leader.feature_names != follower.feature_names:
             raise ValueError(f"leader joints {leader.feature_names} do not match follower joints {follower.feature_names}")
         self.leader = leader
         self.follower = follower
         self.safety = safety
         self.cameras = cameras if cameras is not None else CameraSet({})
-        self.filter = SafetyFilter(follower.lower_limits, follower.upper_limits, safety.max_step)
+        self.filter = SafetyFilter.for_rig(follower, safety, rate_hz)
         self._origin: np.ndarray | None = None
         self._sent: np.ndarray | None = None
         self.last: TeleopStep | None = None

@@ -51,7 +51,7 @@ def test_real_teleop_runs_for_three_seconds(hardware_config):
     if os.environ.get("ROBOT_RUNTIME_ALLOW_MOTION") != "1":
         pytest.skip("the arm would move: set ROBOT_RUNTIME_ALLOW_MOTION=1 with the workspace clear")
     with Session(hardware_config, sim=False) as session:
-        teleop = Teleop(session.leader, session.follower, hardware_config.safety)
+        teleop = Teleop(session.leader, session.follower, hardware_config.safety, hardware_config.fps)
         teleop.start()
         stats = FixedRateLoop(hardware_config.fps).run(teleop.tick, duration_s=3)
     assert stats.ticks > 0.9 * 3 * hardware_config.fps

@@ -54,7 +54,7 @@ def test_a_wrong_length_vector_is_refused_before_any_arm_moves(bimanual):
 
 def test_bimanual_teleop_mirrors_both_arms(bimanual):
     config, session = bimanual
-    teleop = Teleop(session.leader, session.follower, config.safety)
+    teleop = Teleop(session.leader, session.follower, config.safety, config.fps)
     teleop.start()
     stats = FixedRateLoop(30).run(teleop.tick, duration_s=3.0)
     step = teleop.last

@@ -21,7 +21,7 @@ from robot_runtime.teleop import StartRefused, Teleop
 def test_follower_tracks_the_scripted_leader():
     config = load_robot_config("so100")
     with Session(config, sim=True) as session:
-        teleop = Teleop(session.leader, session.follower, config.safety)
+        teleop = Teleop(session.leader, session.follower, config.safety, config.fps)
         teleop.start()
         errors = []
 
@@ -46,7 +46,7 @@ def test_a_large_start_gap_is_refused_and_the_follower_never_moves_toward_the_le
         offset = follower.read().position + np.array([0, 40, 0, 0, 0, 0])
         follower.write(offset)
         time.sleep(0.5)
-        teleop = Teleop(session.leader, follower, config.safety)
+        teleop = Teleop(session.leader, follower, config.safety, config.fps)
         with pytest.raises(StartRefused, match=r"differ by more than 25 on shoulder_lift leader -95.0 follower -55.0 deg"):
             teleop.start()
 
@@ -54,7 +54,7 @@ def test_a_large_start_gap_is_refused_and_the_follower_never_moves_toward_the_le
 def test_the_safety_filter_bounds_each_step():
     config = load_robot_config("so100")
     with Session(config, sim=True) as session:
-        teleop = Teleop(session.leader, session.follower, config.safety)
+        teleop = Teleop(session.leader, session.follower, config.safety, config.fps)
         teleop.start()
         sent = teleop.follower.read().position
         jump = sent + 50

@@ -18,7 +18,7 @@ from robot_runtime.teleop import Teleop
 def test_each_tick_observes_every_camera_with_the_frame_it_chose():
     config = load_robot_config("so100")
     with Session(config, sim=True) as session:
-        teleop = Teleop(session.leader, session.follower, config.safety, session.cameras)
+        teleop = Teleop(session.leader, session.follower, config.safety, config.fps, session.cameras)
         teleop.start()
         steps = []
         FixedRateLoop(30).run(lambda t: steps.append(teleop.tick(t)), duration_s=3.0)

@@ -14,7 +14,7 @@ from drivers.feetech.bus import BusError, FeetechBus
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.control_table import REGISTERS, RESOLUTION_TICKS
 from drivers.feetech.models import norm_modes
-from robot_runtime.robot import Arm, JointSpec, JointState, StopReport, WriteResult
+from robot_runtime.robot import Arm, JointSpec, JointState, ObserveOnlyError, StopReport, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class FeetechArm(Arm):
         self.park_position = np.clip(np.zeros(len(self.joints)), lower, upper)
         self._last_position: np.ndarray | None = None
         self._connected = False
+        self._observe_only = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -77,12 +78,14 @@ class FeetechArm(Arm):
             )
         return found
 
-    def connect(self) -> None:
+    def connect(self, *, observe_only: bool = False) -> None:
+        self._observe_only = observe_only
         self.bus.open()
         try:
             self.bus.check_motors()
             self._verify_calibration(self.calibration)
-            self._configure()
+            if not observe_only:
+                self._configure()
             start = self.read().position
             park = self.config.park_position or {}
             self.park_position = np.array([park.get(n, p) for n, p in zip(self.motor_names, start)])
@@ -113,12 +116,14 @@ class FeetechArm(Arm):
         )
 
     def write(self, targets: np.ndarray) -> WriteResult:
+        self._refuse_if_observing("write a goal")
         checked = self.clip(targets)
         raw = self._norm.to_raw(checked.sent)
         self.bus.sync_write("Goal_Position", {n: int(v) for n, v in zip(self.motor_names, raw)})
         return WriteResult(sent=self._norm.to_units(raw), clipped=checked.clipped)
 
     def set_torque(self, enabled: bool) -> None:
+        self._refuse_if_observing("change torque")
         if enabled:
             # Hold where the arm is: enabling torque on a stale goal would jump.
             present = self.bus.sync_read("Present_Position")
@@ -133,7 +138,9 @@ class FeetechArm(Arm):
         """
         if not self.bus.is_open:
             return []
-        parked, detail = None, ""
+        if self._observe_only:
+            return [StopReport(self.name, parked=None, torque_safe=True, detail="observed only: nothing was written")]
+        parked, detail = None, "leaders are not parked"
         try:
             if self.model.role == "follower":
                 parked, detail = self._glide_to_park()
@@ -142,6 +149,10 @@ class FeetechArm(Arm):
         return [StopReport(self.name, parked=parked, torque_safe=True, detail=detail)]
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _refuse_if_observing(self, what: str) -> None:
+        if self._observe_only:
+            raise ObserveOnlyError(f"{self.name} is connected observe-only: refusing to {what}")
 
     def _load_calibration(self, path: Path) -> Calibration:
         calibration = load_calibration(path)

@@ -5,6 +5,7 @@ The bus simulator serves these over a pseudo-terminal, so clients exercise their
 
 from __future__ import annotations
 
+import collections
 import enum
 import threading
 import time
@@ -106,6 +107,9 @@ class SimServo:
         self._trajectory: Trajectory | None = None
         self._pending_write: tuple[int, bytes] | None = None
         self._faults: set[Fault] = set()
+        self.writes: collections.Counter[str] = collections.Counter()
+        """Register name -> WRITE instructions received that start at it (applied or not): lets tests
+        prove what a client did or did not command."""
         self._memory = bytearray(MEMORY_SIZE)
         for name, value in _DEFAULTS.items():
             self._set(name, value)
@@ -144,6 +148,8 @@ class SimServo:
     def write(self, address: int, data: bytes) -> None:
         """Apply a WRITE byte by byte: read-only bytes are ignored, EEPROM bytes only while unlocked."""
         with self._lock:
+            owner = _OWNER.get(address)
+            self.writes[owner.name if owner is not None else f"address {address}"] += 1
             self._update()
             eeprom_unlocked = self._get("Lock") == 0
             for offset, value in enumerate(data):

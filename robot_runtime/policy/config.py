@@ -1,0 +1,36 @@
+"""The robot config's `policy:` section: how observations are laid out for a policy server and how the
+actions it returns map back onto the follower's joints."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Preset = Literal["aloha", "droid", "libero", "custom"]
+
+
+class PolicyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Preset = "custom"
+    """aloha, droid and libero lay observations out as openpi's example clients do; custom uses the keys below."""
+    cameras: dict[str, str] = {}
+    """Policy image name -> camera name under `cameras` (e.g. cam_high: top). Unset: cameras whose names
+    are the policy's image names."""
+    joints: list[str] = []
+    """Follower features (`shoulder_pan.pos`) in the order the policy's state and actions use; unset: rig order."""
+    scale: dict[str, float] = {}
+    """Per joint feature: policy value = joint value * scale + offset. Unset: the preset's convention
+    (aloha and droid: radians and grippers 0..1; custom: the joint's own unit, as recorded in datasets)."""
+    offset: dict[str, float] = {}
+    image_size: int = Field(224, gt=0)
+    """Images are letterboxed to this square size (openpi's resize_with_pad) before they are sent."""
+    actions_per_chunk: int | None = Field(None, gt=0)
+    """Actions executed from each chunk; unset: the preset's (aloha 25, droid 8, libero 5, custom the whole chunk)."""
+    state_key: str = "observation/state"
+    """custom only: the observation key of the state vector, used as given (flat)."""
+    image_key: str = "observation/images/{camera}"
+    """custom only: where each image goes, `{camera}` being the policy image name."""
+    image_layout: Literal["hwc", "chw"] = "hwc"
+    """custom only: the image array layout (aloha is always chw, droid and libero hwc)."""
