@@ -9,15 +9,17 @@ import sys
 
 from rich.logging import RichHandler
 
-from apps import dataset, find_cameras, record, replay, sim, teleop
+from apps import dataset, eval_offline, find_cameras, record, replay, run, serve_policy, sim, teleop
 from apps.common import console
 from calibration.store import CalibrationError
 from cameras.base import CameraError
 from recorders.dataset import DatasetError
 from robot_runtime.config import ConfigError
+from robot_runtime.policy.client import PolicyError
+from robot_runtime.policy.mapping import MappingError
 from robot_runtime.robot import ArmError
 
-COMMANDS = (teleop, record, replay, dataset, sim, find_cameras)
+COMMANDS = (teleop, record, replay, run, serve_policy, eval_offline, dataset, sim, find_cameras)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except (ConfigError, CalibrationError) as exc:
+    except (ConfigError, CalibrationError, MappingError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
-    except (ArmError, CameraError, DatasetError, ValueError) as exc:
+    except (ArmError, CameraError, DatasetError, PolicyError, ValueError) as exc:
         if args.verbose:
             console.print_exception()
         console.print(f"[red]error:[/] {exc}")

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     outcome = "duration reached" if args.duration else "stopped"
     with Session(config, sim=args.sim, with_cameras=not args.no_cameras) as session:
         assert session.leader is not None
-        teleop = Teleop(session.leader, session.follower, config.safety, session.cameras)
+        teleop = Teleop(session.leader, session.follower, config.safety, loop.rate_hz, session.cameras)
         teleop.start()
         where = "simulated hardware" if args.sim else ", ".join(spec.config.port for spec in config.followers + config.leaders)
         cameras = f" with cameras {', '.join(session.cameras)}" if session.cameras else ""

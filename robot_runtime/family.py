@@ -4,7 +4,7 @@ build an arm, and how to stand in for its hardware with a simulator."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,8 @@ class SimulatedArm:
     pose: Callable[[], np.ndarray]
     """Where the simulated joints are now, in joint units, read from the simulator itself (not over the
     wire), so a simulated camera can draw the arm without competing with the control loop for the bus."""
+    writes: Callable[[], Mapping[str, int]]
+    """Register (or command) name -> writes the simulated hardware received: what a client commanded."""
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ import pty
 import termios
 import time
 
-from robot_runtime.keys import NEXT, RERECORD, STOP, KeyReader, parse
+from robot_runtime.keys import ESTOP, NEXT, RERECORD, STOP, KeyReader, parse
 
 
-def test_arrows_letters_and_escape_map_to_actions() -> None:
+def test_arrows_letters_escape_and_space_map_to_actions() -> None:
     assert parse(b"\x1b[C\x1b[Dq") == [NEXT, RERECORD, STOP]
     assert parse(b"\x1bOC") == [NEXT]
-    assert parse(b"nr \x1b") == [NEXT, RERECORD, NEXT, STOP]
+    assert parse(b"nr \x1b") == [NEXT, RERECORD, ESTOP, STOP]
     assert parse(b"xyz\x1b[A") == []  # unknown keys and other arrows do nothing
 
 

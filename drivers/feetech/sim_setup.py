@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import tempfile
 import time
@@ -75,6 +76,7 @@ def _simulate_arm(spec: ArmSpec, sim: SimConfig, stack: contextlib.ExitStack, ca
         faults=tuple(f.value for f in Fault),
         joint_names=tuple(names),
         pose=lambda: norm.to_units(np.array([servo.present_ticks() for servo in servos])),
+        writes=lambda: sum((servo.writes for servo in servos), collections.Counter()),
     )
 
 

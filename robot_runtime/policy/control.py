@@ -117,6 +117,8 @@ class PolicyControl:
         self._approach: tuple[int, int, np.ndarray] | None = None
         """(first tick, ticks, target) of the move to the first action."""
         self._started_s: float | None = None
+        self._last_failure: Exception | None = None
+        """The latest failed request since the last good chunk: the likely reason a watchdog trips."""
 
     def start(self) -> None:
         """Ask for the first chunk from where the arm is now; nothing moves until it arrives."""
@@ -172,9 +174,16 @@ class PolicyControl:
         """No fresh action: hold the last target, until the watchdog says the policy is gone."""
         assert self._sent is not None
         if self.watchdog.expired(tick.start_s) and not self.filter.estopped:
+            waiting = self.worker.in_flight_s()
+            if waiting is not None:
+                cause = f"; the request in flight has waited {waiting:.2f} s"
+            elif self._last_failure is not None:
+                cause = f"; last failure: {self._last_failure}"
+            else:
+                cause = ""
             raise SafetyStop(
                 f"watchdog: no fresh action from the policy for {self.watchdog.starved_s(tick.start_s):.2f} s "
-                f"(safety.watchdog_s is {self.watchdog.timeout_s:g} s)"
+                f"(safety.watchdog_s is {self.watchdog.timeout_s:g} s){cause}"
             )
         return self.filter.hold(self._sent)
 
@@ -196,8 +205,10 @@ class PolicyControl:
         assert isinstance(result, Inference)
         if not np.isfinite(result.actions).all():
             self.stats.rejected_replies += 1
+            self._last_failure = ValueError(f"the reply to the observation of tick {result.obs_tick} held non-finite actions")
             log.warning("rejected a chunk with non-finite actions (observation of tick %d): holding", result.obs_tick)
             return
+        self._last_failure = None
         chunk = Chunk(self._next_id, result.actions, result.obs_tick, tick, result.latency_s)
         self._next_id += 1
         self.stats.chunks += 1
@@ -210,6 +221,7 @@ class PolicyControl:
     def _failed(self, failure: Failure) -> None:
         if isinstance(failure.error, FATAL):
             raise failure.error
+        self._last_failure = failure.error
         if isinstance(failure.error, ValueError):  # a reply whose shape does not map onto the joints
             self.stats.rejected_replies += 1
         else:

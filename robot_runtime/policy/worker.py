@@ -55,6 +55,7 @@ class InferenceWorker:
         self._requests: queue.SimpleQueue[Snapshot | None] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._busy = threading.Event()
+        self._submitted_s = 0.0
         self._thread = threading.Thread(target=self._serve, name="inference", daemon=True)
         self._thread.start()
 
@@ -62,9 +63,14 @@ class InferenceWorker:
     def busy(self) -> bool:
         return self._busy.is_set()
 
+    def in_flight_s(self) -> float | None:
+        """How long the request in flight has been waiting, None when there is none."""
+        return self._clock() - self._submitted_s if self._busy.is_set() else None
+
     def submit(self, snapshot: Snapshot) -> None:
         if self._busy.is_set():
             raise RuntimeError("a request is already in flight")
+        self._submitted_s = self._clock()
         self._busy.set()
         self._requests.put(snapshot)
 
