@@ -10,7 +10,7 @@ import sys
 from rich.logging import RichHandler
 
 from apps import dataset, eval_offline, find_cameras, record, replay, run, serve_policy, sim, teleop
-from apps.common import console
+from apps.common import console, print_error
 from calibration.store import CalibrationError
 from cameras.base import CameraError
 from recorders.dataset import DatasetError
@@ -46,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, CalibrationError, MappingError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        print_error(exc)
         return 2
     except (ArmError, CameraError, DatasetError, PolicyError, ValueError) as exc:
         if args.verbose:
             console.print_exception()
-        console.print(f"[red]error:[/] {exc}")
+        print_error(exc)
         return 1
     except KeyboardInterrupt:
         console.print("interrupted")

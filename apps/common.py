@@ -15,12 +15,15 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from cameras.camera_set import CameraSetStats
 from cameras.sim import SimCamera
-from robot_runtime.loop import LoopStats
+from robot_runtime.keys import ESTOP, STOP
+from robot_runtime.loop import FixedRateLoop, LoopStats
+from robot_runtime.safety import SafetyFilter
 from robot_runtime.session import Session
 
 console = Console(stderr=True, highlight=False)
@@ -120,6 +123,29 @@ def _fault_target(session: Session, fault: SimFault) -> Callable[[], None]:
     if fault.fault not in known:
         raise ValueError(f"--sim-fault: unknown fault {fault.fault!r} (faults: {', '.join(known)})")
     return trigger
+
+
+def print_error(error: object) -> None:
+    """Errors are printed as plain text: a message with `[brackets]` must not be read as rich markup."""
+    console.print(f"[red]error:[/] {escape(str(error))}")
+
+
+STOP_KEYS_HELP = "keys: space = e-stop (hold, then park), Esc or q = stop and park"
+
+
+def handle_stop_keys(keys: list[str], safety: SafetyFilter, loop: FixedRateLoop) -> None:
+    """Space is the e-stop: the filter holds every target from this tick on and the loop ends, which
+    parks the arm. Esc or q ends the loop normally."""
+    for key in keys:
+        if key == ESTOP:
+            safety.engage_estop("space pressed")
+            loop.stop()
+        elif key == STOP:
+            loop.stop()
+
+
+def stopped_outcome(safety: SafetyFilter, default: str) -> str:
+    return f"e-stop ({safety.estop_reason})" if safety.estopped else default
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from apps.common import add_robot_choice, console
+from apps.common import add_robot_choice, console, print_error
 from calibration.store import CalibrationError
 from recorders.layout import ACTION, image_key
 from recorders.reader import DatasetReader
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         with PolicyClient(args.policy, api_key=args.api_key, request_timeout_s=REQUEST_TIMEOUT_S) as client:
             queries = query_episode(client, io, states, _episode_images(dataset, args.episode, io, len(states)), stride, prompt)
     except (PolicyError, ReplyShapeError) as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
+        print_error(exc)
         return 1
     errors = joint_errors(actions, queries, stride, joints, recorded_names)
     round_trips_ms = [q.round_trip_ms for q in queries]

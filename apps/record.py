@@ -8,7 +8,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from apps.common import add_robot_options, console, report, scheduled_faults, status_line
+from apps.common import add_robot_options, console, print_error, report, scheduled_faults, status_line
 from apps.dataset_output import DatasetOutput, dataset_fps
 from cameras.base import CameraError
 from cameras.camera_set import CameraSet
@@ -111,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
     for stop in session.stop_reports:
         console.print(stop.describe(), style=None if stop.torque_safe else "red")
     for error in pipeline.errors:
-        console.print(f"[red]error:[/] {error}")
+        print_error(error)
     if failure is not None:
-        console.print(f"[red]error:[/] {failure}")
+        print_error(failure)
     return 0 if failure is None and committed and session.stopped_safely else 1
 
 

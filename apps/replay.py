@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.common import add_robot_choice, console, report
+from apps.common import STOP_KEYS_HELP, add_robot_choice, console, handle_stop_keys, print_error, report, stopped_outcome
 from cameras.base import CameraError
 from recorders.layout import ACTION
 from recorders.reader import DatasetReader
 from robot_runtime.config import load_robot_config
+from robot_runtime.keys import KeyReader
 from robot_runtime.loop import FixedRateLoop
 from robot_runtime.replay import Replay
 from robot_runtime.robot import ArmError
@@ -45,12 +46,17 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"replaying episode {args.episode} of {args.dataset} ({len(episode.actions)} frames, {episode.task!r}) on {config.name}: Ctrl-C to stop")
 
         def tick(t):  # noqa: ANN001 - the loop's Tick
+            handle_stop_keys(keys.poll(), replay.filter, loop)
             replay.tick(t)
             if replay.done:
                 loop.stop()
 
         try:
-            loop.run(tick)
+            with KeyReader() as keys:
+                if keys.enabled:
+                    console.print(STOP_KEYS_HELP)
+                loop.run(tick)
+            outcome = stopped_outcome(replay.filter, outcome)
         except KeyboardInterrupt:
             outcome = "interrupted (Ctrl-C)"
         except (ArmError, CameraError) as exc:
@@ -67,5 +73,5 @@ def run(args: argparse.Namespace) -> int:
     }
     report(f"replay episode {args.episode}", loop.stats(), extra, args.stats_json)
     if failure is not None:
-        console.print(f"[red]error:[/] {failure}")
+        print_error(failure)
     return 0 if failure is None and session.stopped_safely else 1

@@ -13,7 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.common import add_loop_options, add_robot_options, console, report, scheduled_faults, status_line
+from apps.common import (
+    STOP_KEYS_HELP,
+    add_loop_options,
+    add_robot_options,
+    console,
+    handle_stop_keys,
+    print_error,
+    report,
+    scheduled_faults,
+    status_line,
+    stopped_outcome,
+)
 from apps.dataset_output import DatasetOutput, dataset_fps
 from cameras.base import CameraError
 from recorders.action_log import ActionLog
@@ -22,7 +33,7 @@ from recorders.episode import EpisodeRecorder
 from recorders.manifest import new_run_id
 from recorders.video import VIDEO_CODECS
 from robot_runtime.config import load_robot_config
-from robot_runtime.keys import ESTOP, STOP, KeyReader
+from robot_runtime.keys import KeyReader
 from robot_runtime.loop import FixedRateLoop, Tick, percentile_ms
 from robot_runtime.policy.chunks import ChunkScheduler, Scheduling
 from robot_runtime.policy.client import PolicyClient, PolicyError
@@ -35,7 +46,6 @@ from robot_runtime.session import Session
 log = logging.getLogger(__name__)
 
 API_KEY_ENV = "ROBOT_RUNTIME_POLICY_API_KEY"
-KEYS_HELP = "keys: space = e-stop (hold, then park), Esc or q = stop and park"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -87,11 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
             def tick(t: Tick) -> None:
                 nonlocal episode
-                for key in keys.poll():
-                    if key == ESTOP:
-                        control.engage_estop("space pressed")
-                    elif key == STOP:
-                        loop.stop()
+                handle_stop_keys(keys.poll(), control.filter, loop)
                 step = control.tick(t)
                 if action_log is not None:
                     action_log.add(_row(step))
@@ -100,15 +106,12 @@ def run(args: argparse.Namespace) -> int:
                         index = output.next_index
                         episode = EpisodeRecorder(output.writer.staging_dir(index), index, output.writer.spec, output.videos, args.task_prompt, t.deadline_s)
                     episode.add(t.start_s, step.state.timestamp_s, step.state.position, step.sent, step.frames)
-                if control.filter.estopped:
-                    loop.stop()
 
             control.start()
             with scheduled_faults(session, args.sim_fault), status_line(functools.partial(_status, control, loop)):
                 try:
                     loop.run(tick, duration_s=args.duration)
-                    if control.filter.estopped:
-                        outcome = f"e-stop ({control.filter.estop_reason})"
+                    outcome = stopped_outcome(control.filter, outcome)
                 except KeyboardInterrupt:
                     outcome = "interrupted (Ctrl-C)"
                 except SafetyStop as exc:
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     for stop in session.stop_reports:
         console.print(stop.describe(), style=None if stop.torque_safe else "red")
     if failure is not None:
-        console.print(f"[red]error:[/] {failure}")
+        print_error(failure)
     return 0 if failure is None and committed and session.stopped_safely else 1
 
 
@@ -158,7 +161,7 @@ def _announce(args: argparse.Namespace, robot: str, io: PolicyIO, metadata: dict
     console.print(f"run {robot} at {rate_hz:g} Hz against {args.policy} ({io.config.preset} observations, {args.scheduling} scheduling) — {what}")
     if metadata:
         console.print(f"server metadata: {', '.join(f'{k}={v}' for k, v in metadata.items() if not isinstance(v, (dict, list, np.ndarray)))}")
-    console.print(KEYS_HELP if keys else "stdin is not a terminal: no keys; Ctrl-C stops and parks")
+    console.print(STOP_KEYS_HELP if keys else "stdin is not a terminal: no keys; Ctrl-C stops and parks")
 
 
 def _header(args: argparse.Namespace, joints: list[str], metadata: dict, io: PolicyIO) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from apps.common import console
+from apps.common import console, print_error
 from robot_runtime.policy.served import EpisodePolicy, ScriptedPolicy
 from robot_runtime.policy.server import FAULT_KINDS, Fault, PolicyServer, ServedPolicy
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.start()
     except OSError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        print_error(exc)
         return 1
     extras = [f"{args.latency_ms:g} ms latency"] if args.latency_ms else []
     extras += [f"faults {', '.join(map(str, args.fault))}"] if args.fault else []

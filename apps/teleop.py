@@ -6,9 +6,20 @@ import argparse
 import logging
 from dataclasses import asdict
 
-from apps.common import add_loop_options, add_robot_options, console, report, scheduled_faults
+from apps.common import (
+    STOP_KEYS_HELP,
+    add_loop_options,
+    add_robot_options,
+    console,
+    handle_stop_keys,
+    print_error,
+    report,
+    scheduled_faults,
+    stopped_outcome,
+)
 from cameras.base import CameraError
 from robot_runtime.config import ConfigError, load_robot_config
+from robot_runtime.keys import KeyReader
 from robot_runtime.loop import FixedRateLoop
 from robot_runtime.robot import ArmError
 from robot_runtime.session import Session
@@ -38,9 +49,17 @@ def run(args: argparse.Namespace) -> int:
         where = "simulated hardware" if args.sim else ", ".join(spec.config.port for spec in config.followers + config.leaders)
         cameras = f" with cameras {', '.join(session.cameras)}" if session.cameras else ""
         console.print(f"teleop [bold]{config.name}[/] on {where}{cameras} at {loop.rate_hz:g} Hz: Ctrl-C to stop")
-        with scheduled_faults(session, args.sim_fault):
+        with scheduled_faults(session, args.sim_fault), KeyReader() as keys:
+            if keys.enabled:
+                console.print(STOP_KEYS_HELP)
+
+            def tick(t):  # noqa: ANN001 - the loop's Tick
+                handle_stop_keys(keys.poll(), teleop.filter, loop)
+                teleop.tick(t)
+
             try:
-                loop.run(teleop.tick, duration_s=args.duration)
+                loop.run(tick, duration_s=args.duration)
+                outcome = stopped_outcome(teleop.filter, outcome)
             except KeyboardInterrupt:
                 outcome = "interrupted (Ctrl-C)"
             except (ArmError, CameraError) as exc:
@@ -60,5 +79,5 @@ def run(args: argparse.Namespace) -> int:
     for stop in session.stop_reports:
         console.print(stop.describe(), style=None if stop.torque_safe else "red")
     if failure is not None:
-        console.print(f"[red]error:[/] {failure}")
+        print_error(failure)
     return 0 if failure is None and session.stopped_safely else 1

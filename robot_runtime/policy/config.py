@@ -16,13 +16,14 @@ class PolicyConfig(BaseModel):
     preset: Preset = "custom"
     """aloha, droid and libero lay observations out as openpi's example clients do; custom uses the keys below."""
     cameras: dict[str, str] = {}
-    """Policy image name -> camera name under `cameras` (e.g. cam_high: top). Unset: cameras whose names
-    are the policy's image names."""
+    """Policy image name -> camera name under `cameras` (e.g. cam_high: top). Image names: aloha cam_high,
+    cam_low, cam_left_wrist, cam_right_wrist; droid exterior_image_1_left, wrist_image_left; libero image,
+    wrist_image; custom any. Unset: cameras whose names are the policy's image names (custom: all)."""
     joints: list[str] = []
     """Follower features (`shoulder_pan.pos`) in the order the policy's state and actions use; unset: rig order."""
     scale: dict[str, float] = {}
     """Per joint feature: policy value = joint value * scale + offset. Unset: the preset's convention
-    (aloha and droid: radians and grippers 0..1; custom: the joint's own unit, as recorded in datasets)."""
+    (aloha, droid and libero: radians and grippers 0..1; custom: the joint's own unit, as datasets record it)."""
     offset: dict[str, float] = {}
     image_size: int = Field(224, gt=0)
     """Images are letterboxed to this square size (openpi's resize_with_pad) before they are sent."""

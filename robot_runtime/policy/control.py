@@ -165,9 +165,6 @@ class PolicyControl:
         self.last = PolicyStep(tick, phase, state, frames, scheduled, target, sent)
         return self.last
 
-    def engage_estop(self, reason: str) -> None:
-        self.filter.engage_estop(reason)
-
     # -- internals ---------------------------------------------------------------------------
 
     def _hold(self, tick: Tick) -> np.ndarray:
