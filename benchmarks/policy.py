@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import subprocess
@@ -28,7 +27,7 @@ from openpi_client import image_tools, msgpack_numpy
 from openpi_client.action_chunk_broker import ActionChunkBroker
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
-from benchmarks.record_run import Watched, _f, _outcome, _read_lines, _StatsView, _table, loop_cells, watch
+from benchmarks.record_run import Watched, _cpu, _f, _outcome, _read_lines, _StatsView, _table, loop_cells, watch
 from benchmarks.teleop_jitter import STARTUP_AND_PARK_S, _teleop_command
 from benchmarks.timing import CallTiming, ratio, time_calls
 from robot_runtime.config import load_robot_config
@@ -193,6 +192,7 @@ class PolicyRun(_StatsView):
     label: str
     latency_ms: float
     scheduling: str
+    with_cameras: bool
     process: Watched
     phase: PolicyPhase | None
 
@@ -205,18 +205,19 @@ class PolicyRun(_StatsView):
         return (self.process.stats or {}).get("safety_interventions", {}).get("held")
 
 
-def run_policy(label: str, url: str, latency_ms: float, scheduling: str, duration_s: float, extra_args: Sequence[str] = ()) -> PolicyRun:
+def run_policy(url: str, latency_ms: float, scheduling: str, duration_s: float, with_cameras: bool) -> PolicyRun:
     """One `run --sim --mode autonomous` at RATE_HZ against `url`, with its stats and action log."""
     with tempfile.TemporaryDirectory(prefix="robot-runtime-bench-") as tmp:
         stats, action_log = Path(tmp) / "stats.json", Path(tmp) / "actions.jsonl"
         args = [
             *_teleop_command(), "run", "--robot", "so100", "--sim", "--mode", "autonomous", "--fps", f"{RATE_HZ:g}",
             "--scheduling", scheduling, "--task_prompt", PROMPT, "--policy", url, "--duration", f"{duration_s:g}",
-            "--stats-json", str(stats), "--action-log", str(action_log), *extra_args,
+            "--stats-json", str(stats), "--action-log", str(action_log), *([] if with_cameras else ["--no-cameras"]),
         ]  # fmt: skip
         process = watch(args, stats, duration_s + STARTUP_AND_PARK_S)
         phase = read_policy_phase(action_log)
-    return PolicyRun(label, latency_ms, scheduling, process, phase)
+    label = f"{scheduling}, {latency_ms:g} ms" + ("" if with_cameras else ", no cameras")
+    return PolicyRun(label, latency_ms, scheduling, with_cameras, process, phase)
 
 
 @dataclass(frozen=True)
@@ -267,13 +268,13 @@ def _kept_rate(run: PolicyRun) -> bool:
     return run.loop is not None and run.loop["achieved_hz"] >= 0.99 * RATE_HZ and run.loop["missed_deadlines"] == 0
 
 
-def _loop_runs(duration_s: float, extra_args: Sequence[str], suffix: str, log: Callable[[str], None], broker: bool) -> tuple[list[PolicyRun], BrokerRun | None]:
+def _loop_runs(duration_s: float, with_cameras: bool, log: Callable[[str], None], broker: bool) -> tuple[list[PolicyRun], BrokerRun | None]:
     """Sync then async at each latency, one server per latency; the broker baseline at BROKER_LATENCY_MS if asked."""
     runs, baseline = [], None
     for latency_ms in LATENCIES_MS:
         with policy_server(latency_ms) as url:
             for scheduling in SCHEDULINGS:
-                run = run_policy(f"{scheduling}, {latency_ms:g} ms{suffix}", url, latency_ms, scheduling, duration_s, extra_args)
+                run = run_policy(url, latency_ms, scheduling, duration_s, with_cameras)
                 runs.append(run)
                 log(_describe(run))
             if broker and latency_ms == BROKER_LATENCY_MS:
@@ -295,11 +296,11 @@ def policy_benchmark(samples: int, duration_s: float, log: Callable[[str], None]
     overhead = client_overhead(samples)
     for row in overhead:
         log(f"{row.layout}, {row.client}: prepare + encode {row.total.median_ms:.2f} ms median, {row.message_kb:.0f} KB")
-    runs, broker = _loop_runs(duration_s, (), "", log, broker=True)
+    runs, broker = _loop_runs(duration_s, True, log, broker=True)
     assert broker is not None
     kept = _kept_rate(next(run for run in runs if run.scheduling == "async" and run.latency_ms == 0))
     if not kept:
-        runs += _loop_runs(duration_s, ("--no-cameras",), ", no cameras", log, broker=False)[0]
+        runs += _loop_runs(duration_s, False, log, broker=False)[0]
     return PolicyResult(overhead, samples, runs, broker, duration_s, kept)
 
 
@@ -341,10 +342,6 @@ def _policy_row(run: PolicyRun) -> tuple[object, ...]:
         stats.get("skipped_steps", "-"),
         _outcome(run.process),
     )
-
-
-def _cpu(w: Watched) -> str:
-    return f"{100 * w.cpu_s / w.wall_s:.0f} %" if w.wall_s > 0 else "-"
 
 
 def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
@@ -423,9 +420,10 @@ def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
 
 def _sync_async_ratios(runs: list[PolicyRun]) -> list[str]:
     out = []
-    for sync in (run for run in runs if run.scheduling == "sync" and run.loop):
-        paired = next((run for run in runs if run.scheduling == "async" and run.latency_ms == sync.latency_ms and run.label.endswith(sync.label.split(" ms")[1]) and run.loop), None)
-        if paired is None or paired.loop is None or sync.loop is None:
+    by_key = {(run.scheduling, run.latency_ms, run.with_cameras): run for run in runs}
+    for (scheduling, latency_ms, with_cameras), sync in by_key.items():
+        paired = by_key.get(("async", latency_ms, with_cameras))
+        if scheduling != "sync" or paired is None or sync.loop is None or paired.loop is None:
             continue
         out.append(
             f"- {sync.label} / {paired.label}: period max {ratio(sync.loop['period_max_ms'], paired.loop['period_max_ms'])}, "
@@ -434,5 +432,3 @@ def _sync_async_ratios(runs: list[PolicyRun]) -> list[str]:
         )
     return out
 
-
-__all__ = ["PolicyResult", "math", "policy_benchmark", "policy_section"]

@@ -1,5 +1,6 @@
 """`python -m benchmarks.run`: measure the bus, a missing motor, the teleop loop with and without cameras,
-recording, and write docs/benchmarks.md. `--only record` runs the recording section alone (and prints it).
+recording, the policy client and chunk scheduling, and write docs/benchmarks.md. `--only record` or
+`--only policy` runs that section alone (and prints it).
 
 Everything is measured in one run on one machine and compared as ratios within it, because absolute
 numbers from a shared 2-core VM say little on their own. There are deliberately no pass/fail thresholds.
@@ -34,6 +35,7 @@ from benchmarks.bus_cycle import (
     missing_motor,
 )
 from benchmarks.machine import Machine, describe_machine
+from benchmarks.policy import LATENCIES_MS, SCHEDULINGS, policy_benchmark, policy_section
 from benchmarks.record_run import loop_cells, record_benchmark, record_section
 from benchmarks.teleop_jitter import TeleopRun, cpu_hogs, run_teleop
 from benchmarks.timing import ratio
@@ -238,7 +240,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--record-reset-s", type=float, default=5.0, help="--reset-time of both recording runs")
     parser.add_argument("--record-h264-episodes", type=int, default=3, help="episodes of the shorter H.264 run")
     parser.add_argument("--record-baseline-s", type=float, default=60.0, help="--duration of the teleop run without recording")
-    parser.add_argument("--only", choices=("record",), help="run only this section (after the machine); printed unless --output is given")
+    parser.add_argument("--policy-samples", type=int, default=300, help="timed calls per client overhead figure (section 7)")
+    parser.add_argument("--policy-duration-s", type=float, default=12.0, help="--duration of each policy run (section 7)")
+    parser.add_argument("--only", choices=("record", "policy"), help="run only this section (after the machine); printed unless --output is given")
     parser.add_argument("--output", type=Path, help=f"default: {OUTPUT.relative_to(OUTPUT.parent.parent)} (stdout with --only)")
     args = parser.parse_args(argv)
 
@@ -246,12 +250,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     machine = describe_machine()
     console.log(f"machine: {machine.cpu_model}, {machine.cores} cores, load {machine.load_average_1_5_15[0]:.2f}")
     sections = [] if args.only else _loop_sections(args)
-    phase_s = args.record_episodes * (args.record_episode_s + args.record_reset_s)
-    with console.status(f"recording (section 6): about {phase_s / 60:.0f} min of AV1, then H.264 and a teleop baseline ..."):
-        record = record_benchmark(
-            args.record_episodes, args.record_episode_s, args.record_reset_s, args.record_h264_episodes, args.record_baseline_s, console.log
-        )
-    sections += record_section(record)
+    if args.only in (None, "record"):
+        sections += _record_section(args)
+    if args.only in (None, "policy"):
+        sections += _policy_section(args)
     elapsed_s = time.perf_counter() - start_s
 
     command = "python -m benchmarks.run" + (f" --only {args.only}" if args.only else "")
@@ -275,6 +277,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     console.log(f"wrote {output}")
+
+
+def _record_section(args: argparse.Namespace) -> list[str]:
+    """Section 6: the long AV1 recording, the H.264 one and the teleop baseline."""
+    phase_s = args.record_episodes * (args.record_episode_s + args.record_reset_s)
+    with console.status(f"recording (section 6): about {phase_s / 60:.0f} min of AV1, then H.264 and a teleop baseline ..."):
+        record = record_benchmark(
+            args.record_episodes, args.record_episode_s, args.record_reset_s, args.record_h264_episodes, args.record_baseline_s, console.log
+        )
+    return record_section(record)
+
+
+def _policy_section(args: argparse.Namespace) -> list[str]:
+    """Section 7: client overhead per query, then the loop at each server latency, sync and async."""
+    runs = len(LATENCIES_MS) * len(SCHEDULINGS)
+    with console.status(f"policy client (section 7): overhead, then {runs} runs of {args.policy_duration_s:g} s and an openpi baseline ..."):
+        return policy_section(policy_benchmark(args.policy_samples, args.policy_duration_s, console.log))
 
 
 def _loop_sections(args: argparse.Namespace) -> list[str]:
