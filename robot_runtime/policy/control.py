@@ -16,7 +16,7 @@ from cameras.camera_set import CameraSet
 from robot_runtime.config import SafetyConfig
 from robot_runtime.loop import Tick, percentile_ms
 from robot_runtime.policy.chunks import Chunk, ChunkScheduler, Scheduled, Scheduling
-from robot_runtime.policy.client import PolicyServerError, PolicyUnreachable
+from robot_runtime.policy.client import PolicyProtocolError, PolicyServerError, PolicyUnreachable
 from robot_runtime.policy.worker import Failure, Inference, InferenceWorker, Result, Snapshot
 from robot_runtime.rig import Rig
 from robot_runtime.robot import JointState
@@ -219,7 +219,7 @@ class PolicyControl:
         if isinstance(failure.error, FATAL):
             raise failure.error
         self._last_failure = failure.error
-        if isinstance(failure.error, ValueError):  # a reply whose shape does not map onto the joints
+        if isinstance(failure.error, (ValueError, PolicyProtocolError)):  # a reply that is not a usable chunk
             self.stats.rejected_replies += 1
         else:
             self.stats.failed_requests += 1
