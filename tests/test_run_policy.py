@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 from cli import WIDE, robot_cli, run_cli
 from openpi_server import WebsocketPolicyServer
 
@@ -119,6 +120,21 @@ def best_alignment(reference: np.ndarray, trajectory: np.ndarray) -> tuple[int, 
             best = (error.mean(), shift, error.max(axis=0))
     assert best is not None
     return best[1], best[2]
+
+
+@pytest.mark.parametrize("scheduling", [("--scheduling", "sync"), ("--scheduling", "async", "--ensemble", "0.1"), ("--actions-per-chunk", "5")])
+def test_every_scheduling_executes_fresh_chunks_to_the_end(tmp_path: Path, scheduling: tuple[str, ...]) -> None:
+    stats, log = tmp_path / "stats.json", tmp_path / "actions.jsonl"
+    with serve_policy("--script", "--horizon", "20") as (url, _):
+        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", url, "--duration", "3", *scheduling, "--stats-json", str(stats), "--action-log", str(log))
+    assert result.returncode == 0, result.stderr
+    out = stats_of(stats)
+    assert out["policy_stats"]["chunks"] >= 3
+    _, rows = read_action_log(log)
+    policy = [r for r in rows if r["phase"] == "policy"]
+    assert sum(r["requested"] is None for r in policy) <= 1  # at most the tick after the approach, waiting for a fresh chunk
+    assert max(r["step"] for r in policy if r["step"] is not None) < 20
+    assert_parked_safely(out)
 
 
 def test_a_stalled_server_trips_the_watchdog_and_the_arm_parks(tmp_path: Path) -> None:
