@@ -45,6 +45,8 @@ LATENCIES_MS = (0.0, 100.0, 300.0)
 BROKER_LATENCY_MS = 100.0
 SCHEDULINGS = ("sync", "async")
 SERVER_START_S = 30.0
+WARMUP_CALLS = 10
+"""Untimed calls before each overhead figure (first calls pay for allocations and caches)."""
 ALOHA_ARM = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
 ALOHA_CAMERAS = {"cam_high": "top", "cam_left_wrist": "wrist", "cam_right_wrist": "front"}
 """The three simulated so100 cameras under ALOHA's image names (cam_low is unused by the released models)."""
@@ -58,7 +60,8 @@ LISTENING = re.compile(r"on (ws://\S+?):? ")
 class Inputs:
     """One tick's follower state and full-size camera images, and the mappings to time on them."""
 
-    state_deg: np.ndarray
+    position: np.ndarray
+    """The follower's joint positions in rig order and joint units."""
     images: dict[str, np.ndarray]
     so100: PolicyIO
     aloha: PolicyIO
@@ -96,38 +99,45 @@ def _aloha_io(cameras: Sequence[str], source: Path) -> PolicyIO:
     return PolicyIO.build(PolicyConfig(preset="aloha", cameras=ALOHA_CAMERAS), joints, names, cameras, source)
 
 
+def _is_chw(config: PolicyConfig) -> bool:
+    return config.preset == "aloha" or (config.preset == "custom" and config.image_layout == "chw")
+
+
 def openpi_observation(io: PolicyIO, state: np.ndarray, images: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """The same message as `io.observation`, made as openpi's example clients make it: PIL resize_with_pad
-    per image, and for ALOHA a CHW transpose (a view, as einops.rearrange gives; encoding copies it)."""
-    size = io.config.image_size
+    """The message `io.observation` makes for the aloha and custom presets (the two timed here), made as
+    openpi's example clients make it: PIL resize_with_pad per image, then for CHW a transpose view (as
+    einops.rearrange gives; encoding copies it into C order)."""
+    config, size = io.config, io.config.image_size
     sized = {name: image_tools.convert_to_uint8(image_tools.resize_with_pad(images[camera], size, size)) for name, camera in io.image_sources.items()}
+    arranged = {name: image.transpose(2, 0, 1) for name, image in sized.items()} if _is_chw(config) else sized
     policy_state = (np.asarray(state, dtype=np.float64)[io.order] * io.scale + io.offset).astype(np.float32)
-    if io.config.preset == "aloha":
-        return {"state": policy_state, "images": {name: image.transpose(2, 0, 1) for name, image in sized.items()}, "prompt": PROMPT}
-    return {io.config.state_key: policy_state, **{io.config.image_key.format(camera=name): image for name, image in sized.items()}, "prompt": PROMPT}
+    if config.preset == "aloha":
+        return {"state": policy_state, "images": arranged, "prompt": PROMPT}
+    return {config.state_key: policy_state, **{config.image_key.format(camera=name): image for name, image in arranged.items()}, "prompt": PROMPT}
 
 
-def _overhead_row(layout: str, client: str, prepare: Callable[[], dict[str, Any]], samples: int, warmup: int) -> OverheadRow:
+def _overhead_row(layout: str, client: str, prepare: Callable[[], dict[str, Any]], samples: int) -> OverheadRow:
     packer = msgpack_numpy.Packer()
     message = prepare()
     return OverheadRow(
         layout,
         client,
-        time_calls(prepare, samples, warmup),
-        time_calls(lambda: packer.pack(message), samples, warmup),
-        time_calls(lambda: packer.pack(prepare()), samples, warmup),
+        time_calls(prepare, samples, WARMUP_CALLS),
+        time_calls(lambda: packer.pack(message), samples, WARMUP_CALLS),
+        time_calls(lambda: packer.pack(prepare()), samples, WARMUP_CALLS),
         len(packer.pack(message)) / 1024,
     )
 
 
-def client_overhead(samples: int, warmup: int = 10) -> list[OverheadRow]:
-    """Ours and openpi's way for the so100 (custom, HWC) and ALOHA (CHW) layouts, on the same inputs."""
+def client_overhead(samples: int) -> list[OverheadRow]:
+    """Ours and openpi's way for the so100 and ALOHA layouts, on the same inputs."""
     inputs = capture_inputs()
     rows = []
-    for layout, io in ((f"so100 ({inputs.so100.config.preset}, HWC)", inputs.so100), ("ALOHA (aloha, CHW)", inputs.aloha)):
-        state = np.resize(inputs.state_deg, len(io.order))
-        rows.append(_overhead_row(layout, "PolicyIO.observation", lambda io=io, state=state: io.observation(state, inputs.images, PROMPT), samples, warmup))
-        rows.append(_overhead_row(layout, "openpi resize_with_pad", lambda io=io, state=state: openpi_observation(io, state, inputs.images), samples, warmup))
+    for name, io in (("so100", inputs.so100), ("ALOHA", inputs.aloha)):
+        layout = f"{name} ({io.config.preset}, {'CHW' if _is_chw(io.config) else 'HWC'} {io.config.image_size})"
+        state = np.resize(inputs.position, len(io.order))  # the so100 position repeated onto ALOHA's 14 joints
+        rows.append(_overhead_row(layout, "PolicyIO.observation", lambda io=io, state=state: io.observation(state, inputs.images, PROMPT), samples))
+        rows.append(_overhead_row(layout, "openpi resize_with_pad", lambda io=io, state=state: openpi_observation(io, state, inputs.images), samples))
     return rows
 
 
@@ -291,10 +301,9 @@ def _kept_rate(run: PolicyRun) -> bool:
     return run.loop is not None and run.loop["achieved_hz"] >= 0.99 * RATE_HZ and run.loop["missed_deadlines"] == 0
 
 
-def _loop_runs(duration_s: float, with_cameras: bool, log: Callable[[str], None], broker: bool) -> tuple[list[PolicyRun], BrokerRun | None]:
-    """Sync then async at each latency, one server per latency, a failed run retried on a tolerant simulated
-    bus; the broker baseline at BROKER_LATENCY_MS if asked."""
-    runs, baseline = [], None
+def _loop_runs(duration_s: float, with_cameras: bool, log: Callable[[str], None]) -> list[PolicyRun]:
+    """Sync then async at each latency, one server per latency; a failed run is retried on a tolerant simulated bus."""
+    runs = []
     for latency_ms in LATENCIES_MS:
         with policy_server(latency_ms) as url:
             for scheduling in SCHEDULINGS:
@@ -302,32 +311,31 @@ def _loop_runs(duration_s: float, with_cameras: bool, log: Callable[[str], None]
                 runs.append(_logged(run_policy(url, plan, duration_s), log))
                 if runs[-1].failed:
                     runs.append(_logged(run_policy(url, replace(plan, tolerant_bus=True), duration_s), log))
-            if broker and latency_ms == BROKER_LATENCY_MS:
-                baseline = run_broker(url, latency_ms, duration_s)
-                log(f"openpi ActionChunkBroker, {latency_ms:g} ms: period max {baseline.loop['period_max_ms']:.1f} ms, lateness p99 {baseline.loop['lateness_p99_ms']:.1f} ms")
-    return runs, baseline
+    return runs
 
 
 def _logged(run: PolicyRun, log: Callable[[str], None]) -> PolicyRun:
-    if run.loop is None:
-        log(f"[red]run {run.label}: {_outcome(run.process)}[/]")
-    else:
-        log(
-            f"{'[red]' if run.failed else ''}run {run.label}: {run.loop['achieved_hz']:.2f} Hz, period max {run.loop['period_max_ms']:.1f} ms, "
-            f"lateness p99 {run.loop['lateness_p99_ms']:.2f} ms, held {run.held}, {_outcome(run.process)}{'[/]' if run.failed else ''}"
-        )
+    said = f"run {run.label}: {_outcome(run.process)}"
+    if run.loop is not None:
+        loop = run.loop
+        said += f", {loop['achieved_hz']:.2f} Hz, period max {loop['period_max_ms']:.1f} ms, lateness p99 {loop['lateness_p99_ms']:.2f} ms, held {run.held}"
+    log(f"[red]{said}[/]" if run.failed else said)
     return run
 
 
 def policy_benchmark(samples: int, duration_s: float, log: Callable[[str], None] = print) -> PolicyResult:
+    """Client overhead, the loop runs (again without cameras if the cameras alone cost the rate), then openpi's broker."""
     overhead = client_overhead(samples)
     for row in overhead:
         log(f"{row.layout}, {row.client}: prepare + encode {row.total.median_ms:.2f} ms median, {row.message_kb:.0f} KB")
-    runs, broker = _loop_runs(duration_s, True, log, broker=True)
-    assert broker is not None
-    kept = _kept_rate(next(run for run in runs if run.plan == RunPlan(0.0, "async")))
+    runs = _loop_runs(duration_s, True, log)
+    quick_async = [run for run in runs if replace(run.plan, tolerant_bus=False) == RunPlan(0.0, "async")][-1]
+    kept = _kept_rate(quick_async)
     if not kept:
-        runs += _loop_runs(duration_s, False, log, broker=False)[0]
+        runs += _loop_runs(duration_s, False, log)
+    with policy_server(BROKER_LATENCY_MS) as url:
+        broker = run_broker(url, BROKER_LATENCY_MS, duration_s)
+    log(f"openpi ActionChunkBroker, {BROKER_LATENCY_MS:g} ms: period max {broker.loop['period_max_ms']:.1f} ms, lateness p99 {broker.loop['lateness_p99_ms']:.2f} ms")
     return PolicyResult(overhead, samples, runs, broker, duration_s, kept)
 
 
@@ -380,12 +388,11 @@ def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
         "",
         ("One observation from three 640x480 camera images (one tick of `run --robot so100 --sim`'s simulated cameras: a "
         "rendered arm over a gradient and a floor grid, smooth as a real scene is, not noise) and the follower's state, "
-        f"made ready for the server. Each figure is over {r.overhead_samples} calls after 10 warm-up calls, in this process "
-        "alone. *Prepare*: letterbox each image to 224x224 and lay the message out; ours is `PolicyIO.observation` "
+        f"made ready for the server. Each figure is over {r.overhead_samples} calls after {WARMUP_CALLS} warm-up calls, in this process "
+        "alone. *Prepare*: letterbox each image to the square size in the layout column and lay the message out; ours is `PolicyIO.observation` "
         "(OpenCV, contiguous arrays), openpi's is `image_tools.resize_with_pad` (PIL) per image plus, for ALOHA, a CHW "
         "transpose view as its example client makes. *Encode*: `openpi_client.msgpack_numpy.Packer().pack`, which both "
-        "clients send with (it copies a transposed view into C order). so100 uses so100.yaml's policy section (custom "
-        "preset, HWC, one image per camera); ALOHA maps the same cameras to `cam_high`, `cam_left_wrist` and "
+        "clients send with (it copies a transposed view into C order). so100 uses so100.yaml's policy section; ALOHA maps the same cameras to `cam_high`, `cam_left_wrist` and "
         "`cam_right_wrist` of a 14-joint rig. CPU is process CPU per prepare + encode call (above the wall time: more "
         "than one core was busy)."),
         "",
@@ -402,11 +409,11 @@ def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
         f"{PROMPT} --policy URL --duration {r.duration_s:g} --stats-json ... --action-log ...` as a subprocess, with so100.yaml's "
         "three simulated cameras, against `robot-runtime serve-policy --script --horizon "
         f"{HORIZON} --fps {RATE_HZ:g} --latency-ms X` on loopback (a process of its own, one per latency; it sleeps X ms "
-        f"before each reply). Each reply is {HORIZON} actions, {HORIZON / RATE_HZ:g} s at {RATE_HZ:g} Hz, all executed (so100 "
-        "sets no actions_per_chunk). *sync* asks for the next chunk when the current one is used up and waits for it "
+        f"before each reply). Each reply is {HORIZON} actions, {HORIZON / RATE_HZ:g} s at {RATE_HZ:g} Hz; executed per chunk: "
+        f"{_executed(r.runs)} (so100.yaml's policy.actions_per_chunk). *sync* asks for the next chunk when the current one is used up and waits for it "
         "inside the tick, as openpi's ActionChunkBroker does; *async* asks early, from the latencies seen, on the "
         "inference thread, and never waits. Every run starts by holding until the first chunk arrives and then moves "
-        "smoothly to its first action (safety.ramp_s, 1 s here); the policy takes over after that, at *policy from s* "
+        "smoothly to its first action (at least safety.ramp_s); the policy takes over after that, at *policy from s* "
         "(from the action log), and these ticks are in the loop figures too. Inference is the client's latency per "
         "chunk: image preparation, encoding, the round trip with the server's sleep, decoding."),
         "",
@@ -419,7 +426,7 @@ def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
             "",
         ]
     if not r.cameras_kept_rate:
-        out += ["The asynchronous run without latency did not keep 50 Hz with the three cameras, so every run was repeated with `--no-cameras` (rows marked so).", ""]
+        out += [f"The asynchronous run without latency did not keep {RATE_HZ:g} Hz with the three cameras, so every run was repeated with `--no-cameras` (rows marked so).", ""]
     out += _table(
         ("run", "ticks", "achieved Hz", "period p50 / p99 / max ms", "lateness p50 / p99 ms", "late ticks", "missed deadlines", "process CPU"),
         [(run.label, *loop_cells(run.loop), _cpu(run.process)) for run in r.runs]
@@ -440,9 +447,14 @@ def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
     out += [*_sync_async_ratios(r.runs), ""]
     out += [
         ("How to read it: with *sync*, every chunk boundary is one tick as long as the inference (period max ≈ inference "
-        "latency) plus the deadlines it skips; the arm stands still for that time, once per chunk. With *async* the "
-        "period stays at the loop's own and held ticks come only at the hand-over after the approach; a later held "
-        "tick means a chunk arrived after the previous one ran out (inference longer than a chunk's actions). "
+        "latency) and the deadline slots it overran are skipped (counted as missed deadlines; the loop does not burst to catch "
+        "up, so a stall shows in period max and missed deadlines more than in lateness); the arm stands still for that "
+        "time, once per chunk. With *async* the period should stay at the loop's own whatever the latency, the "
+        "inference running on its own thread; held ticks at the hand-over are the wait for the first chunk asked for "
+        "from the pose the approach reached (the approach executes the first reply, so the policy phase starts with no "
+        "chunk); a later held tick would mean a chunk arrived after the previous one ran out, which asynchronous "
+        "scheduling avoids as long as one inference is shorter than the actions executed per chunk "
+        f"(a whole chunk of {HORIZON} is {HORIZON / RATE_HZ:g} s at {RATE_HZ:g} Hz). "
         f"The openpi ActionChunkBroker row is the loop openpi's client gives: a {RATE_HZ:g} Hz `FixedRateLoop` in this "
         f"process calling `ActionChunkBroker(WebsocketClientPolicy(URL), action_horizon={HORIZON}).infer(obs)` each tick "
         f"against the {b.latency_ms:g} ms server, with a small observation (6 state values and the prompt, no images: "
@@ -450,6 +462,11 @@ def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
         "",
     ]
     return out
+
+
+def _executed(runs: list[PolicyRun]) -> str:
+    """Actions executed per chunk, as the runs reported it ("whole chunk" unless the config limits it)."""
+    return next((str(run.process.stats["actions per chunk"]) for run in runs if run.process.stats), "-")
 
 
 def _sync_async_ratios(runs: list[PolicyRun]) -> list[str]:

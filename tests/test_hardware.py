@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli import run_cli
+from cli import run_cli, serve_policy
 
 from recorders.check import check_dataset
 from robot_runtime.config import load_robot_config
@@ -69,3 +69,16 @@ def test_real_recording_of_a_short_episode_passes_the_dataset_check(hardware_con
     report = check_dataset(dataset)
     assert report.ok, report.problems
     assert report.frames >= 0.9 * 3 * hardware_config.fps
+
+
+def test_real_test_mode_run_leaves_the_arm_where_it_was(hardware_config, tmp_path):
+    """A dry run against a scripted server: the follower is only read, so no motion permission is needed."""
+    robot = os.environ["ROBOT_RUNTIME_HARDWARE"]
+    with Session(hardware_config, sim=False, with_leaders=False, with_cameras=False, observe_only=True) as session:
+        before = session.follower.read().position
+    with serve_policy("--script") as served:
+        result = run_cli("run", "--robot", robot, "--mode", "test", "--task_prompt", "hardware check", "--policy", served.url, "--duration", "3", "--action-log", str(tmp_path / "log.jsonl"), timeout_s=120)
+    assert result.returncode == 0, result.stderr
+    with Session(hardware_config, sim=False, with_leaders=False, with_cameras=False, observe_only=True) as session:
+        after = session.follower.read().position
+    assert np.abs(after - before).max() < 2.0

@@ -8,19 +8,16 @@ import contextlib
 import json
 import os
 import pty
-import re
 import select
-import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli import WIDE, robot_cli, run_cli
+from cli import WIDE, robot_cli, run_cli, serve_policy
 from openpi_server import WebsocketPolicyServer
 
 from drivers.feetech import FAMILY
@@ -34,24 +31,6 @@ SIM_RUN = ("--robot", "so100", "--sim", "--no-cameras", "--task_prompt", "wave")
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return run_cli(*args, timeout_s=120)
-
-
-@contextlib.contextmanager
-def serve_policy(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`robot-runtime serve-policy` on a free port; yields its URL and process."""
-    process = subprocess.Popen(robot_cli("serve-policy", "--host", "127.0.0.1", "--port", "0", *args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
-    try:
-        line = process.stderr.readline()
-        match = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
-        assert match, f"serve-policy did not start: {line}{process.stderr.read() if process.poll() is not None else ''}"
-        threading.Thread(target=process.stderr.read, daemon=True).start()  # keep its pipe drained
-        yield f"ws://127.0.0.1:{match.group(1)}", process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def stats_of(path: Path) -> dict:
@@ -69,10 +48,10 @@ def test_test_mode_logs_every_tick_and_never_writes_to_the_arm(tmp_path: Path) -
     with contextlib.ExitStack() as stack:
         (arm,) = FAMILY.simulate(config.followers, config.sim, stack)  # the bus lives here, the runtime in its own process
         calibrated = arm.writes()  # the simulator's own set-up
-        with serve_policy("--script", "--amplitude", "10") as (url, _):
+        with serve_policy("--script", "--amplitude", "10") as served:
             result = cli(
                 "run", "--robot", "so100", "--set", f"followers.0.port={arm.address}", "--set", f"followers.0.calibration_dir={arm.config.calibration_dir}",
-                "--no-cameras", "--mode", "test", "--task_prompt", "wave", "--policy", url, "--duration", "3", "--action-log", str(log), "--stats-json", str(stats),
+                "--no-cameras", "--mode", "test", "--task_prompt", "wave", "--policy", served.url, "--duration", "3", "--action-log", str(log), "--stats-json", str(stats),
             )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert arm.writes() == calibrated, "test mode wrote to the bus"
@@ -93,8 +72,8 @@ def test_autonomous_mode_reproduces_a_served_episode(tmp_path: Path) -> None:
     demo, rerun, stats = tmp_path / "demo", tmp_path / "rerun", tmp_path / "stats.json"
     recorded = cli("record", "--robot", "so100", "--sim", "--no-cameras", "--dataset", str(demo), "--task", "wave", "--episode-time", "7", "--reset-time", "0", "--video-codec", "h264")
     assert recorded.returncode == 0, recorded.stderr
-    with serve_policy("--replay", str(demo), "--episode", "0") as (url, _):
-        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", url, "--duration", "8", "--record", str(rerun), "--video-codec", "h264", "--stats-json", str(stats))
+    with serve_policy("--replay", str(demo), "--episode", "0") as served:
+        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "8", "--record", str(rerun), "--video-codec", "h264", "--stats-json", str(stats))
     assert result.returncode == 0, result.stderr
     out = stats_of(stats)
     assert out["policy_stats"]["rejected_replies"] == 0 and out["safety_interventions"]["rejected"] == 0
@@ -125,8 +104,8 @@ def best_alignment(reference: np.ndarray, trajectory: np.ndarray) -> tuple[int, 
 @pytest.mark.parametrize("scheduling", [("--scheduling", "sync"), ("--scheduling", "async", "--ensemble", "0.1"), ("--actions-per-chunk", "5")])
 def test_every_scheduling_executes_fresh_chunks_to_the_end(tmp_path: Path, scheduling: tuple[str, ...]) -> None:
     stats, log = tmp_path / "stats.json", tmp_path / "actions.jsonl"
-    with serve_policy("--script", "--horizon", "20") as (url, _):
-        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", url, "--duration", "3", *scheduling, "--stats-json", str(stats), "--action-log", str(log))
+    with serve_policy("--script", "--horizon", "20") as served:
+        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "3", *scheduling, "--stats-json", str(stats), "--action-log", str(log))
     assert result.returncode == 0, result.stderr
     out = stats_of(stats)
     assert out["policy_stats"]["chunks"] >= 3
@@ -139,8 +118,8 @@ def test_every_scheduling_executes_fresh_chunks_to_the_end(tmp_path: Path, sched
 
 def test_a_stalled_server_trips_the_watchdog_and_the_arm_parks(tmp_path: Path) -> None:
     stats = tmp_path / "stats.json"
-    with serve_policy("--script", "--fault", "stall@4") as (url, _):
-        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", url, "--duration", "20", "--set", "safety.watchdog_s=0.5", "--stats-json", str(stats))
+    with serve_policy("--script", "--fault", "stall@4") as served:
+        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "20", "--set", "safety.watchdog_s=0.5", "--stats-json", str(stats))
     assert result.returncode == 1
     assert "watchdog: no fresh action from the policy for" in result.stderr
     out = stats_of(stats)
@@ -152,8 +131,8 @@ def test_a_stalled_server_trips_the_watchdog_and_the_arm_parks(tmp_path: Path) -
 
 def test_nan_and_misshapen_replies_never_reach_the_arm(tmp_path: Path) -> None:
     stats, log = tmp_path / "stats.json", tmp_path / "actions.jsonl"
-    with serve_policy("--script", "--horizon", "10", "--fault", "nan@3", "--fault", "shape@5") as (url, _):
-        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", url, "--duration", "4", "--stats-json", str(stats), "--action-log", str(log))
+    with serve_policy("--script", "--horizon", "10", "--fault", "nan@3", "--fault", "shape@5") as served:
+        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "4", "--stats-json", str(stats), "--action-log", str(log))
     assert result.returncode == 0, result.stderr
     out = stats_of(stats)
     assert out["policy_stats"]["rejected_replies"] == 2
@@ -165,17 +144,17 @@ def test_nan_and_misshapen_replies_never_reach_the_arm(tmp_path: Path) -> None:
 
 def test_a_crashed_server_ends_the_run_with_a_parked_arm(tmp_path: Path) -> None:
     stats = tmp_path / "stats.json"
-    with serve_policy("--script") as (url, server):
-        run = subprocess.Popen(robot_cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", url, "--duration", "30", "--stats-json", str(stats)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
+    with serve_policy("--script") as served:
+        run = subprocess.Popen(robot_cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "30", "--stats-json", str(stats)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
         _read_until(run, "AUTONOMOUS")
         time.sleep(2.5)
-        server.kill()
+        served.process.kill()
         stderr = run.communicate(timeout=60)[1]
     assert run.returncode == 1, stderr
     out = stats_of(stats)
     # Whichever comes first: the client giving up reconnecting, or the watchdog while it still tries.
     assert out["outcome"] in ("policy server failure", "safety stop")
-    assert f"policy server {url}: connection refused" in stderr
+    assert f"policy server {served.url}: connection refused" in stderr
     assert_parked_safely(out)
 
 
@@ -192,8 +171,8 @@ def test_an_unreachable_server_is_an_error_before_anything_moves() -> None:
 def test_space_is_an_e_stop_the_arm_holds_then_parks(tmp_path: Path) -> None:
     stats, log = tmp_path / "stats.json", tmp_path / "actions.jsonl"
     master, slave = pty.openpty()  # a terminal for the keys, as over SSH
-    with serve_policy("--script", "--amplitude", "20") as (url, _):
-        run = subprocess.Popen(robot_cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", url, "--duration", "30", "--stats-json", str(stats), "--action-log", str(log)), stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
+    with serve_policy("--script", "--amplitude", "20") as served:
+        run = subprocess.Popen(robot_cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "30", "--stats-json", str(stats), "--action-log", str(log)), stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
         os.close(slave)
         try:
             _read_until(run, "space = e-stop")

@@ -3,48 +3,14 @@ says where once it listens, and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli import WIDE, robot_cli, run_cli
+from cli import run_cli, serve_policy
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
 from recorders.reader import DatasetReader
-
-
-@contextmanager
-def serve_policy(*args: str) -> Iterator[tuple[subprocess.Popen, str, int]]:
-    """Start the command on a free port; yield the process, its announcement and the port it names."""
-    process = subprocess.Popen(
-        robot_cli("serve-policy", "--host", "127.0.0.1", "--port", "0", *args),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=WIDE,
-    )
-    assert process.stderr is not None
-    try:
-        line = process.stderr.readline()
-        announced = re.search(r" on ws://127\.0\.0\.1:(\d+): Ctrl-C to stop$", line.rstrip())
-        assert announced, f"no announcement: {line}{process.stderr.read() if process.poll() is not None else ''}"
-        yield process, line, int(announced[1])
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
-
-
-def stop(process: subprocess.Popen) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=10)
-    return process.returncode, stderr
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +24,14 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_scripted_motion_on_port_0_announces_the_real_port_and_openpis_client_gets_actions() -> None:
-    with serve_policy("--script", "--horizon", "10", "--amplitude", "5", "--fault", "nan@2") as (process, line, port):
-        assert port != 0
-        assert line.startswith("serving a scripted swing") and "horizon 10" in line and "faults nan@2" in line
-        client = WebsocketClientPolicy("127.0.0.1", port)
+    with serve_policy("--script", "--horizon", "10", "--amplitude", "5", "--fault", "nan@2") as served:
+        assert served.port != 0
+        assert served.announcement.startswith("serving a scripted swing") and "horizon 10" in served.announcement and "faults nan@2" in served.announcement
+        client = WebsocketClientPolicy("127.0.0.1", served.port)
         first = client.infer({"observation/state": np.full(6, 30.0), "prompt": "wave"})["actions"]
         second = client.infer({"observation/state": np.full(6, 30.0), "prompt": "wave"})["actions"]
         assert client.get_server_metadata()["source"] == "script"
-        returncode, stderr = stop(process)
+        returncode, stderr = served.stop()
     assert first.shape == (10, 6)
     assert np.all(np.abs(first - 30.0) <= 5.0) and np.ptp(first) > 0, "a swing of at most 5 around the state sent"
     assert np.isnan(second).all(), "--fault nan@2 reaches the server"
@@ -75,12 +41,12 @@ def test_a_scripted_motion_on_port_0_announces_the_real_port_and_openpis_client_
 
 def test_a_replayed_episode_serves_the_recorded_actions(recorded: Path) -> None:
     episode = DatasetReader(recorded).episode(0).actions
-    with serve_policy("--replay", str(recorded), "--episode", "0", "--horizon", "20") as (process, line, port):
-        assert line.startswith(f"serving episode 0 of {recorded} ({len(episode)} actions at 30 fps, horizon 20)")
-        client = WebsocketClientPolicy("127.0.0.1", port)
+    with serve_policy("--replay", str(recorded), "--episode", "0", "--horizon", "20") as served:
+        assert served.announcement.startswith(f"serving episode 0 of {recorded} ({len(episode)} actions at 30 fps, horizon 20)")
+        client = WebsocketClientPolicy("127.0.0.1", served.port)
         actions = client.infer({"state": episode[0]})["actions"]  # the episode's clock starts at this request
         metadata = client.get_server_metadata()
-        returncode, stderr = stop(process)
+        returncode, stderr = served.stop()
     np.testing.assert_array_equal(actions, episode[:20])
     assert metadata["source"] == "episode" and metadata["episode"] == 0 and metadata["dataset"] == str(recorded)
     assert metadata["fps"] == 30 and metadata["length"] == len(episode)
@@ -89,8 +55,8 @@ def test_a_replayed_episode_serves_the_recorded_actions(recorded: Path) -> None:
 
 
 def test_sigterm_stops_the_server_and_exits_0() -> None:
-    with serve_policy("--script") as (process, _line, _port):
-        returncode, stderr = stop(process)
+    with serve_policy("--script") as served:
+        returncode, stderr = served.stop()
     assert returncode == 0, stderr
     assert "stopped after 0 requests" in stderr
 
