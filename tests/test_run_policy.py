@@ -116,6 +116,17 @@ def test_every_scheduling_executes_fresh_chunks_to_the_end(tmp_path: Path, sched
     assert_parked_safely(out)
 
 
+def test_a_first_reply_slower_than_the_request_timeout_is_waited_for(tmp_path: Path) -> None:
+    """Servers compile on their first request: it may take far longer than any later one."""
+    stats = tmp_path / "stats.json"
+    with serve_policy("--script", "--fault", "stall@1", "--stall-s", "3") as served:
+        result = cli("run", *SIM_RUN, "--mode", "test", "--policy", served.url, "--duration", "6", "--request-timeout-s", "1", "--stats-json", str(stats))
+    assert result.returncode == 0, result.stderr
+    out = stats_of(stats)["policy_stats"]
+    assert out["chunks"] >= 2 and out["failed_requests"] == 0
+    assert out["inference_max_ms"] > 2500
+
+
 def test_a_stalled_server_trips_the_watchdog_and_the_arm_parks(tmp_path: Path) -> None:
     stats = tmp_path / "stats.json"
     with serve_policy("--script", "--fault", "stall@4") as served:

@@ -146,8 +146,9 @@ class PolicyClient:
             self._connection(closes)
             return self.metadata
 
-    def infer(self, obs: dict) -> PolicyReply:
-        """Send one observation (a msgpack-numpy-able dict) and wait up to request_timeout_s for its reply.
+    def infer(self, obs: dict, timeout_s: float | None = None) -> PolicyReply:
+        """Send one observation (a msgpack-numpy-able dict) and wait up to `timeout_s` (default
+        request_timeout_s; a first request may need longer, as servers compile on it) for its reply.
 
         Raises PolicyUnreachable, PolicyTimeout, PolicyServerError, PolicyConnectionLost or PolicyProtocolError.
         """
@@ -156,14 +157,15 @@ class PolicyClient:
             payload = self._packer.pack(obs)
             ws = self._connection(closes)
             sent_s = time.monotonic()
+            timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
             try:
                 ws.send(payload)
-                message = ws.recv(timeout=self.request_timeout_s)
+                message = ws.recv(timeout=timeout_s)
             except TimeoutError:
                 self._drop(ws, abort=True)
                 raise PolicyTimeout(
                     self.url,
-                    f"no reply within {self.request_timeout_s:g} s, so the connection was closed and the next request reconnects; "
+                    f"no reply within {timeout_s:g} s, so the connection was closed and the next request reconnects; "
                     "check the server is not stuck or overloaded (a freshly started model can take over 10 s to compile on its first request)",
                 ) from None
             except ConnectionClosed as exc:

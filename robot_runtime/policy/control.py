@@ -126,7 +126,7 @@ class PolicyControl:
         frames = self.cameras.frames_at(state.timestamp_s)
         self._origin = self._sent = state.position
         self._started_s = state.timestamp_s
-        self._submit(0, state, frames)
+        self._submit(0, state, frames, self.first_reply_s)
 
     def tick(self, tick: Tick) -> PolicyStep:
         if self._sent is None:
@@ -140,7 +140,7 @@ class PolicyControl:
         if phase is Phase.FIRST_CHUNK:
             self._check_first_reply(state.timestamp_s)
             if not self.worker.busy:  # the last attempt failed: ask again from here
-                self._submit(tick.index, state, frames)
+                self._submit(tick.index, state, frames, self._first_reply_left_s(state.timestamp_s))
             target = self._sent
         elif phase is Phase.APPROACH:
             target = self._approach_target(tick)
@@ -184,9 +184,9 @@ class PolicyControl:
             )
         return self.filter.hold(self._sent)
 
-    def _submit(self, tick: int, state: JointState, frames: dict[str, Frame]) -> None:
+    def _submit(self, tick: int, state: JointState, frames: dict[str, Frame], timeout_s: float | None = None) -> None:
         images = {name: frame.image for name, frame in frames.items()}
-        self.worker.submit(Snapshot(tick, state.position.copy(), images, state.timestamp_s))
+        self.worker.submit(Snapshot(tick, state.position.copy(), images, state.timestamp_s, timeout_s))
         self.stats.requests += 1
 
     def _wait_for_reply(self, tick: int) -> None:
@@ -225,10 +225,13 @@ class PolicyControl:
             self.stats.failed_requests += 1
         log.warning("policy request for tick %d failed: %s", failure.obs_tick, failure.error)
 
-    def _check_first_reply(self, now_s: float) -> None:
+    def _first_reply_left_s(self, now_s: float) -> float:
         assert self._started_s is not None
-        if now_s - self._started_s > self.first_reply_s:
-            raise SafetyStop(f"the policy server gave no usable first reply within {self.first_reply_s:g} s")
+        return self.first_reply_s - (now_s - self._started_s)
+
+    def _check_first_reply(self, now_s: float) -> None:
+        if self._first_reply_left_s(now_s) < 0:
+            raise SafetyStop(f"the policy server gave no usable first reply within {self.first_reply_s:g} s (--first-reply-s)")
 
     def _begin_approach(self, chunk: Chunk, tick: int) -> None:
         assert self._sent is not None

@@ -24,6 +24,8 @@ class Snapshot:
     state: np.ndarray
     images: Mapping[str, np.ndarray]
     taken_s: float
+    timeout_s: float | None = None
+    """How long the reply may take; None: the client's request timeout."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class InferenceWorker:
         while (snapshot := self._requests.get()) is not None:
             try:
                 observation = self.io.observation(snapshot.state, snapshot.images, self.prompt)
-                reply = self.client.infer(observation)
+                reply = self.client.infer(observation, snapshot.timeout_s)
                 actions = self.io.actions(reply.actions)
                 infer_ms = reply.server_timing.get("infer_ms")
                 result: Result = Inference(snapshot.tick, actions, self._clock() - snapshot.taken_s, None if infer_ms is None else float(infer_ms))
