@@ -120,7 +120,7 @@ def test_a_first_reply_slower_than_the_request_timeout_is_waited_for(tmp_path: P
     """Servers compile on their first request: it may take far longer than any later one."""
     stats = tmp_path / "stats.json"
     with serve_policy("--script", "--fault", "stall@1", "--stall-s", "3") as served:
-        result = cli("run", *SIM_RUN, "--mode", "test", "--policy", served.url, "--duration", "6", "--request-timeout-s", "1", "--stats-json", str(stats))
+        result = cli("run", *SIM_RUN, "--mode", "test", "--policy", served.url, "--duration", "6", "--request-timeout-s", "1", "--stats-json", str(stats), "--action-log", str(tmp_path / "log.jsonl"))
     assert result.returncode == 0, result.stderr
     out = stats_of(stats)["policy_stats"]
     assert out["chunks"] >= 2 and out["failed_requests"] == 0

@@ -116,6 +116,9 @@ class PolicyControl:
         self._origin: np.ndarray | None = None
         self._approach: tuple[int, int, np.ndarray] | None = None
         """(first tick, ticks, target) of the move to the first action."""
+        self._prefetch_ticks = 0
+        """Asynchronous scheduling asks for the policy's first chunk this many ticks before the approach
+        ends, so that it is there when the approach is: the hand-over holds for no inference."""
         self._started_s: float | None = None
         self._last_failure: Exception | None = None
         """The latest failed request since the last good chunk: the likely reason a watchdog trips."""
@@ -144,6 +147,8 @@ class PolicyControl:
             target = self._sent
         elif phase is Phase.APPROACH:
             target = self._approach_target(tick)
+            if self._prefetch_due(tick.index):
+                self._submit(tick.index, state, frames)
         else:
             if self.scheduler.wants_request(tick.index) and not self.worker.busy:
                 self._submit(tick.index, state, frames)
@@ -212,7 +217,7 @@ class PolicyControl:
         self.stats.latencies_s.append(result.latency_s)
         if self.phase is Phase.FIRST_CHUNK:
             self._begin_approach(chunk, tick)
-        elif self.phase is Phase.POLICY:
+        else:
             self.scheduler.receive(chunk)
 
     def _failed(self, failure: Failure) -> None:
@@ -240,7 +245,15 @@ class PolicyControl:
         seconds = max(self.safety.ramp_s, distance / self.safety.approach_speed)
         self._origin = self._sent
         self._approach = (tick, max(1, round(seconds * self.rate_hz)), target)
+        self._prefetch_ticks = min(tick - chunk.obs_tick, chunk.horizon // 2) + self.scheduler.margin_ticks  # the first reply may include a compile
         self.phase = Phase.APPROACH
+
+    def _prefetch_due(self, tick: int) -> bool:
+        assert self._approach is not None
+        if self.scheduler.scheduling is not Scheduling.ASYNC or self.worker.busy or self.scheduler.current is not None:
+            return False
+        first, ticks, _ = self._approach
+        return first + ticks - 1 - tick <= self._prefetch_ticks
 
     def _approach_target(self, tick: Tick) -> np.ndarray:
         """A cosine blend: zero velocity at both ends, so the arm neither jerks off nor overshoots.
