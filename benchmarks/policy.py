@@ -434,8 +434,8 @@ def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
     )
     out += [
         ("Policy side, from `--stats-json` (`safety_interventions.held`, `policy_stats`) and the action log: *held* ticks "
-        "had no fresh action and kept the previous target (split into the hand-over, while the first chunk asked for "
-        "after the approach was on its way, and later); *skipped steps* are actions of chunks that arrived after their "
+        "had no fresh action and kept the previous target (split into the hand-over, the first ticks of "
+        "the policy phase before its first chunk was there, and later); *skipped steps* are actions of chunks that arrived after their "
         "tick had passed (an asynchronous chunk answers an observation taken before it arrived)."),
         "",
     ]
@@ -450,9 +450,9 @@ def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
         "latency) and the deadline slots it overran are skipped (counted as missed deadlines; the loop does not burst to catch "
         "up, so a stall shows in period max and missed deadlines more than in lateness); the arm stands still for that "
         "time, once per chunk. With *async* the period should stay at the loop's own whatever the latency, the "
-        "inference running on its own thread; held ticks at the hand-over are the wait for the first chunk asked for "
-        "from the pose the approach reached (the approach executes the first reply, so the policy phase starts with no "
-        "chunk); a later held tick would mean a chunk arrived after the previous one ran out, which asynchronous "
+        "inference running on its own thread; held ticks at the hand-over would be a wait for the policy's first chunk "
+        "(the approach executes the first reply; asynchronous scheduling asks for the next one before the approach "
+        "ends, from the latency of the first, so that it is there when the approach is); a later held tick would mean a chunk arrived after the previous one ran out, which asynchronous "
         "scheduling avoids as long as one inference is shorter than the actions executed per chunk "
         f"(a whole chunk of {HORIZON} is {HORIZON / RATE_HZ:g} s at {RATE_HZ:g} Hz). "
         f"The openpi ActionChunkBroker row is the loop openpi's client gives: a {RATE_HZ:g} Hz `FixedRateLoop` in this "
