@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
     )
     signal.signal(signal.SIGTERM, _terminate)
+    # A background job of a script starts with SIGINT ignored: `kill -INT` must still stop and park.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.func(args)
     except (ConfigError, CalibrationError, MappingError) as exc:

@@ -83,9 +83,10 @@ def test_cli_honours_fps(tmp_path):
     assert json.loads(stats_path.read_text())["loop"]["target_hz"] == 50
 
 
-def test_ctrl_c_parks_the_follower_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "background-job"])
+def test_ctrl_c_parks_the_follower_and_exits_cleanly(tmp_path, sigint_ignored):
     stats_path = tmp_path / "stats.json"
-    process, log = start_cli(tmp_path, "teleop", "--robot", "so100", "--sim", "--stats-json", str(stats_path))
+    process, log = start_cli(tmp_path, "teleop", "--robot", "so100", "--sim", "--stats-json", str(stats_path), sigint_ignored=sigint_ignored)
     wait_for_text(process, log, "Ctrl-C to stop")
     time.sleep(2.5)  # the leader is mid-demonstration: the follower has somewhere to park from
     process.send_signal(signal.SIGINT)
@@ -152,10 +153,12 @@ def test_sim_fault_needs_sim():
     assert "error:" in result.stderr
 
 
-def start_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+def start_cli(tmp_path: Path, *args: str, sigint_ignored: bool = False) -> tuple[subprocess.Popen, Path]:
+    """`sigint_ignored` starts it as a script's background job starts: with SIGINT ignored."""
     log = tmp_path / "stderr.txt"
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     with log.open("w") as sink:
-        return subprocess.Popen(robot_cli(*args), stderr=sink, stdout=subprocess.DEVNULL), log
+        return subprocess.Popen(robot_cli(*args), stderr=sink, stdout=subprocess.DEVNULL, preexec_fn=ignore), log
 
 
 def wait_for_text(process: subprocess.Popen, log, text: str, timeout_s: float = 30) -> None:

@@ -4,7 +4,6 @@ watchdog trips. In test mode the same decisions are made and logged but nothing 
 
 from __future__ import annotations
 
-import collections
 import enum
 import logging
 from dataclasses import dataclass, field
@@ -66,10 +65,12 @@ class PolicyStats:
     failed_requests: int = 0
     """Timeouts and dropped connections (retried)."""
     latencies_s: list[float] = field(default_factory=list)
-    ages_ticks: collections.deque[int] = field(default_factory=lambda: collections.deque(maxlen=256))
+    ages_ticks: list[int] = field(default_factory=list)
+    """Per executed action: ticks since the observation it answers."""
 
     def as_dict(self, scheduler: ChunkScheduler, rate_hz: float) -> dict[str, float | int]:
         latencies = np.asarray(self.latencies_s)
+        ages_s = np.asarray(self.ages_ticks) / rate_hz
         return {
             "requests": self.requests,
             "chunks": self.chunks,
@@ -78,6 +79,8 @@ class PolicyStats:
             "inference_p50_ms": percentile_ms(latencies, 50),
             "inference_p99_ms": percentile_ms(latencies, 99),
             "inference_max_ms": float(latencies.max() * 1e3) if len(latencies) else float("nan"),
+            "chunk_age_p50_ms": percentile_ms(ages_s, 50),
+            "chunk_age_p99_ms": percentile_ms(ages_s, 99),
             "skipped_steps": scheduler.skipped_steps,
             "unusable_chunks": scheduler.unusable_chunks,
         }
