@@ -1,0 +1,250 @@
+"""`--sim` for WidowX AI arms: one simulated controller process per arm (drivers.trossen.sim_server),
+each on its own loopback address, leaders playing the demo."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from drivers.trossen.config import JOINT_NAMES, TrossenArmConfig
+from robot_runtime.config import ArmSpec, SimConfig
+from robot_runtime.demo import pose_vector
+from robot_runtime.family import SimulatedArm
+
+READY = "ready"
+TCP_PORT, UDP_PORT = 50001, 50000
+"""The controller's fixed ports (trossen_arm's wire protocol)."""
+HOSTS = [f"127.0.0.{x}" for x in range(2, 255)]
+"""127.0.0.1 is left to other local services; every 127.0.0.x is loopback on Linux without setup."""
+READY_TIMEOUT_S = 30.0
+"""Start-up is about 1 s (MuJoCo import and model load); generous for a loaded 2-core machine."""
+REPLY_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 5.0
+START_ATTEMPTS = 3
+FAULTS = (
+    "JOINT_OVERHEATED",
+    "JOINT_DISABLED_UNEXPECTEDLY",
+    "JOINT_FEEDBACK_FAILED",
+    "JOINT_COMMAND_FAILED",
+    "JOINT_LIMIT_EXCEEDED",
+)
+"""The controller error states (trossen_arm ErrorState) that belong to one joint."""
+WRITE_COUNTERS = ("position_inputs", "position_goal_changes")
+"""position_inputs: realtime cycles carrying a position-mode command (the driver sends one per cycle,
+at kHz, while it holds or moves the arm); position_goal_changes: those whose targets differed from
+the previous cycle's, i.e. the arm was commanded to move. Configuration writes are not counted."""
+_JOINTS = len(JOINT_NAMES)
+STATE_LENGTH = 2 * _JOINTS + len(WRITE_COUNTERS)
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """Pose (joint units), the last position goal received over the wire (before the simulator's own
+    silent clipping) and write counters, shared through a memory-mapped file: one writer (the
+    simulator process), any number of readers; a torn read only mixes two consecutive values."""
+
+    values: np.ndarray
+
+    @classmethod
+    def create(cls, path: Path) -> StateFile:
+        return cls(np.memmap(path, dtype=np.float64, mode="w+", shape=(STATE_LENGTH,)))
+
+    @classmethod
+    def open(cls, path: Path) -> StateFile:
+        return cls(np.memmap(path, dtype=np.float64, mode="r+", shape=(STATE_LENGTH,)))
+
+    @property
+    def pose(self) -> np.ndarray:
+        return self.values[:_JOINTS]
+
+    @property
+    def goal(self) -> np.ndarray:
+        """NaN for joints never commanded in position mode."""
+        return self.values[_JOINTS : 2 * _JOINTS]
+
+    def count(self, counter: str) -> None:
+        self.values[2 * _JOINTS + WRITE_COUNTERS.index(counter)] += 1
+
+    def writes(self) -> Mapping[str, int]:
+        return {name: int(v) for name, v in zip(WRITE_COUNTERS, self.values[2 * _JOINTS :])}
+
+
+class SimServerProcess:
+    """A running drivers.trossen.sim_server: its address, its state file, and its command channel."""
+
+    def __init__(
+        self, workdir: Path, *, start_pose: np.ndarray, leader_demo: dict | None = None, firmware_version: str | None = None
+    ) -> None:
+        self.state_path = workdir / "state.bin"
+        self.state = StateFile.create(self.state_path)
+        self.state.goal[:] = np.nan
+        self.log_path = workdir / "sim_server.log"
+        self._args = ["--state-file", str(self.state_path), "--start-pose", json.dumps(start_pose.tolist())]
+        if leader_demo is not None:
+            self._args += ["--leader-demo", json.dumps(leader_demo)]
+        if firmware_version is not None:
+            self._args += ["--firmware-version", firmware_version]
+        self.host = ""
+        self._process: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Lock()
+
+    def start(self) -> SimServerProcess:
+        """Start on the first free loopback address; another process may take an address between the
+        check and the bind, so a bind failure moves on to the next one."""
+        for _ in range(START_ATTEMPTS):
+            host = _free_host()
+            try:
+                self._start_on(host)
+                return self
+            except _AddressTaken:
+                continue
+        raise RuntimeError(f"could not start a WidowX AI simulator: the addresses tried were taken; see {self.log_path}")
+
+    def command(self, line: str) -> None:
+        """Send one command and wait for its reply, so its effect is in place when this returns."""
+        if self._process is None or self._process.stdin is None:
+            raise RuntimeError(f"the WidowX AI simulator on {self.host} is not running")
+        with self._lock:
+            self._process.stdin.write(line + "\n")
+            self._process.stdin.flush()
+            try:
+                reply = self._lines.get(timeout=REPLY_TIMEOUT_S)
+            except queue.Empty:
+                raise RuntimeError(
+                    f"the WidowX AI simulator on {self.host} did not answer {line!r}; see {self.log_path}"
+                ) from None
+        if reply is None:
+            raise RuntimeError(f"the WidowX AI simulator on {self.host} exited; see {self.log_path}")
+        if reply != "ok":
+            raise RuntimeError(f"the WidowX AI simulator on {self.host} refused {line!r}: {reply}")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdin is not None:
+            process.stdin.close()
+
+    def _start_on(self, host: str) -> None:
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("a") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "drivers.trossen.sim_server", "--host", host, *self._args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                bufsize=1,
+            )
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True, name=f"trossen-sim-{host}").start()
+        try:
+            first = lines.get(timeout=READY_TIMEOUT_S)
+        except queue.Empty:
+            first = None
+            process.kill()
+        if first == f"{READY} {host}":
+            self._process, self.host, self._lines = process, host, lines
+            return
+        process.wait()
+        log_text = self.log_path.read_text()[log_start:]
+        if "Address already in use" in log_text:
+            raise _AddressTaken(host)
+        tail = "\n".join(log_text.splitlines()[-15:])
+        raise RuntimeError(
+            f"the WidowX AI simulator on {host} did not come up within {READY_TIMEOUT_S:g} s "
+            f"(exit code {process.returncode}); its log {self.log_path} ends:\n{tail}"
+        )
+
+
+class _AddressTaken(Exception):
+    pass
+
+
+def simulate(arms: Sequence[ArmSpec], sim: SimConfig, stack: contextlib.ExitStack) -> list[SimulatedArm]:
+    """One simulator process per arm, stopped by the exit stack; leaders play the demo from now on."""
+    t0_s = time.monotonic()
+    return [_simulate_arm(spec, sim, stack, t0_s) for spec in arms]
+
+
+def _simulate_arm(spec: ArmSpec, sim: SimConfig, stack: contextlib.ExitStack, t0_s: float) -> SimulatedArm:
+    config: TrossenArmConfig = spec.config  # type: ignore[assignment]
+    start = pose_vector(sim.start_pose, JOINT_NAMES, "sim.start_pose")
+    demo = None
+    if spec.role == "leader":
+        waypoints = [pose_vector(w, JOINT_NAMES, f"sim.demo.waypoints[{i}]").tolist() for i, w in enumerate(sim.demo.waypoints)]
+        demo = {
+            "start": start.tolist(),
+            "waypoints": waypoints,
+            "hold_s": sim.demo.hold_s,
+            "segment_s": sim.demo.segment_s,
+            "t0_s": t0_s,
+        }
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"robot-runtime-trossen-{spec.label}-")))
+    server = SimServerProcess(workdir, start_pose=start, leader_demo=demo)
+    stack.callback(server.stop)
+    server.start()
+
+    def inject(joint: str, fault: str) -> None:
+        if joint not in JOINT_NAMES:
+            raise ValueError(f"{spec.label} has no joint {joint!r} (joints: {list(JOINT_NAMES)})")
+        if fault not in FAULTS:
+            raise ValueError(f"unknown WidowX AI fault {fault!r} (known: {', '.join(FAULTS)})")
+        server.command(f"fault {fault} {joint}")
+
+    return SimulatedArm(
+        config=config.model_copy(update={"ip": server.host}),
+        address=server.host,
+        inject=inject,
+        faults=FAULTS,
+        joint_names=JOINT_NAMES,
+        pose=lambda: np.array(server.state.pose),
+        writes=server.state.writes,
+    )
+
+
+def _free_host() -> str:
+    """The first loopback address where nothing holds the controller's TCP or UDP port."""
+    for host in HOSTS:
+        if _port_free(host, socket.SOCK_STREAM, TCP_PORT) and _port_free(host, socket.SOCK_DGRAM, UDP_PORT):
+            return host
+    raise RuntimeError(f"every loopback address 127.0.0.2-254 has port {TCP_PORT} or {UDP_PORT} in use")
+
+
+def _port_free(host: str, kind: socket.SocketKind, port: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the simulator binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _pump(stream, lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
