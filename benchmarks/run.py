@@ -1,6 +1,6 @@
 """`python -m benchmarks.run`: measure the bus, a missing motor, the teleop loop with and without cameras,
-recording, the policy client and chunk scheduling, and write docs/benchmarks.md. `--only record` or
-`--only policy` runs that section alone (and prints it).
+recording, the policy client and chunk scheduling, the bimanual WidowX AI setup, and write docs/benchmarks.md.
+`--only record`, `--only policy` or `--only trossen` runs that section alone (and prints it).
 
 Everything is measured in one run on one machine and compared as ratios within it, because absolute
 numbers from a shared 2-core VM say little on their own. There are deliberately no pass/fail thresholds.
@@ -39,6 +39,8 @@ from benchmarks.policy import LATENCIES_MS, SCHEDULINGS, policy_benchmark, polic
 from benchmarks.record_run import loop_cells, record_benchmark, record_section
 from benchmarks.teleop_jitter import TeleopRun, cpu_hogs, run_teleop
 from benchmarks.timing import ratio
+from benchmarks.trossen import RATES_HZ as TROSSEN_RATES_HZ
+from benchmarks.trossen import trossen_benchmark, trossen_section
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 console = Console(stderr=True, highlight=False)
@@ -242,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--record-baseline-s", type=float, default=60.0, help="--duration of the teleop run without recording")
     parser.add_argument("--policy-samples", type=int, default=300, help="timed calls per client overhead figure (section 7)")
     parser.add_argument("--policy-duration-s", type=float, default=12.0, help="--duration of each policy run (section 7)")
-    parser.add_argument("--only", choices=("record", "policy"), help="run only this section (after the machine); printed unless --output is given")
+    parser.add_argument("--trossen-duration-s", type=float, default=12.0, help="--duration of each bi_widowxai teleop run (section 8)")
+    parser.add_argument("--trossen-samples", type=int, default=300, help="timed calls per rig call figure (section 8)")
+    parser.add_argument("--only", choices=("record", "policy", "trossen"), help="run only this section (after the machine); printed unless --output is given")
     parser.add_argument("--output", type=Path, help=f"default: {OUTPUT.relative_to(OUTPUT.parent.parent)} (stdout with --only)")
     args = parser.parse_args(argv)
 
@@ -254,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sections += _record_section(args)
     if args.only in (None, "policy"):
         sections += _policy_section(args)
+    if args.only in (None, "trossen"):
+        sections += _trossen_section(args)
     elapsed_s = time.perf_counter() - start_s
 
     command = "python -m benchmarks.run" + (f" --only {args.only}" if args.only else "")
@@ -294,6 +300,13 @@ def _policy_section(args: argparse.Namespace) -> list[str]:
     runs = len(LATENCIES_MS) * len(SCHEDULINGS)
     with console.status(f"policy client (section 7): overhead, then {runs} runs of {args.policy_duration_s:g} s and an openpi baseline ..."):
         return policy_section(policy_benchmark(args.policy_samples, args.policy_duration_s, console.log))
+
+
+def _trossen_section(args: argparse.Namespace) -> list[str]:
+    """Section 8: bi_widowxai teleop at each rate without and with cameras, then the rig calls in process."""
+    runs = 2 * len(TROSSEN_RATES_HZ)
+    with console.status(f"bimanual WidowX AI (section 8): {runs} teleop runs of {args.trossen_duration_s:g} s (each about 15 s more to start and park), then rig calls ..."):
+        return trossen_section(trossen_benchmark(args.trossen_duration_s, args.trossen_samples, console.log))
 
 
 def _loop_sections(args: argparse.Namespace) -> list[str]:
