@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 if recording.done:
                     loop.stop()
 
-            with scheduled_faults(session, args.sim_fault), status_line(functools.partial(_status, recording, session.cameras)):
+            with scheduled_faults(session, args.sim_fault), status_line(functools.partial(_status, recording, session.cameras, loop)):
                 try:
                     loop.run(tick)
                 except KeyboardInterrupt:
@@ -117,13 +117,13 @@ def run(args: argparse.Namespace) -> int:
     return 0 if failure is None and committed and session.stopped_safely else 1
 
 
-def _status(recording: RecordingRun, cameras: CameraSet) -> str:
+def _status(recording: RecordingRun, cameras: CameraSet, loop: FixedRateLoop) -> str:
     """Episode k/N, time left, loop Hz, camera fps (in config order), queue depth, overflowed frames and
     commits in progress; fits 80 columns with three cameras."""
     s = recording.status()
     what = "[red]● REC[/]" if s.phase is Phase.RECORDING else "[yellow]reset[/]" if s.phase is Phase.RESET else "done"
     fps = " ".join(f"{camera.health().achieved_fps:.0f}" for camera in cameras.values())
     return (
-        f"{what} ep {s.episode}/{s.episodes} {s.time_left_s:4.1f} s  {s.loop_hz:4.1f} Hz  cam fps {fps or '-'}"
+        f"{what} ep {s.episode}/{s.episodes} {s.time_left_s:4.1f} s  {loop.recent_hz():4.1f} Hz  cam fps {fps or '-'}"
         f"  queue {s.queued_frames}  overflow {s.overflowed_frames}  commits {s.pending_commits}"
     )

@@ -3,7 +3,6 @@ the scene, repeat. Everything slow happens in the recorder pipeline; the tick on
 
 from __future__ import annotations
 
-import collections
 import enum
 import time
 from collections.abc import Callable
@@ -41,7 +40,6 @@ class Status:
     """Episodes recorded in this run, counting the current one."""
     episodes: int
     time_left_s: float
-    loop_hz: float
     queued_frames: int
     overflowed_frames: int
     pending_commits: int
@@ -73,13 +71,11 @@ class RecordingRun:
         self.recorder: EpisodeRecorder | None = None
         self._phase_t0_s: float | None = None
         self._episode_late = 0
-        self._starts: collections.deque[float] = collections.deque(maxlen=31)
 
     def tick(self, tick: Tick) -> None:
         if self.pipeline.errors:  # a full disk or a failed write: stop before more is lost
             raise DatasetError(f"recording stopped: {self.pipeline.errors[0]}")
         step = self.teleop.tick(tick)
-        self._starts.append(tick.start_s)
         now = tick.deadline_s
         if self._phase_t0_s is None:
             self._enter(self.phase, now)
@@ -108,15 +104,12 @@ class RecordingRun:
         now_s = time.monotonic() if now_s is None else now_s
         limit = self.plan.episode_s if self.phase is Phase.RECORDING else self.plan.reset_s
         left = max(0.0, limit - (now_s - self._phase_t0_s)) if self._phase_t0_s is not None else limit
-        starts = list(self._starts)
-        hz = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 and starts[-1] > starts[0] else 0.0
         recorder = self.recorder
         return Status(
             phase=self.phase,
             episode=self.recorded + (1 if self.phase is Phase.RECORDING else 0),
             episodes=self.plan.episodes,
             time_left_s=left,
-            loop_hz=hz,
             queued_frames=recorder.queued if recorder else 0,
             overflowed_frames=sum(recorder.overflowed.values()) if recorder else 0,
             pending_commits=self.pipeline.pending,
