@@ -13,6 +13,8 @@ import threading
 import tty
 from typing import IO
 
+from robot_runtime.queues import drain
+
 NEXT, RERECORD, STOP, ESTOP = "next", "rerecord", "stop", "estop"
 _SEQUENCES = {
     b"\x1b[C": NEXT,  # right arrow
@@ -69,12 +71,7 @@ class KeyReader:
             termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
 
     def poll(self) -> list[str]:
-        keys = []
-        while True:
-            try:
-                keys.append(self._keys.get_nowait())
-            except queue.Empty:
-                return keys
+        return drain(self._keys)
 
     def _read(self) -> None:
         while not self._stop.is_set():

@@ -14,6 +14,7 @@ import numpy as np
 
 from robot_runtime.policy.client import PolicyClient
 from robot_runtime.policy.mapping import PolicyIO
+from robot_runtime.queues import drain
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,7 @@ class InferenceWorker:
 
     def results(self) -> list[Result]:
         """Replies that arrived since the last call; never blocks."""
-        out = []
-        while True:
-            try:
-                out.append(self._results.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._results)
 
     def wait(self, timeout_s: float) -> Result | None:
         """Block for the reply in flight (synchronous scheduling); None when none came in time."""
