@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,6 +23,24 @@ def robot_cli(*args: str) -> list[str]:
 
 def run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(robot_cli(*args), capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, env=WIDE)
+
+
+def read_until(process: subprocess.Popen, text: str, timeout_s: float = 30) -> str:
+    """The process's stderr up to and including `text`, read from the descriptor itself: select() cannot
+    see lines a file object has already buffered, so a readline() loop on it can miss output that came together."""
+    assert process.stderr is not None
+    fd = process.stderr.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while text.encode() not in seen:
+        remaining_s = deadline - time.monotonic()
+        assert remaining_s > 0, f"no {text!r} within {timeout_s:g} s in: {seen.decode(errors='replace')}"
+        ready, _, _ = select.select([fd], [], [], min(remaining_s, 0.5))
+        if ready:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the process ended before {text!r}: {seen.decode(errors='replace')}"
+            seen += chunk
+    return seen.decode(errors="replace")
 
 
 @dataclass

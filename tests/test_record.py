@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli import WIDE, robot_cli, run_cli
+from cli import WIDE, read_until, robot_cli, run_cli
 
 from cameras.stamp import read_stamp
 from recorders.check import check_dataset
@@ -138,10 +138,10 @@ def test_a_rerecorded_take_leaves_nothing_of_the_discarded_one(tmp_path: Path) -
     )
     os.close(slave)
     try:
-        seen = _read_until(process, "recording episode 0")
+        seen = read_until(process, "recording episode 0")
         time.sleep(0.8)
         os.write(master, b"r")
-        seen += _read_until(process, "recording episode 0")
+        seen += read_until(process, "recording episode 0")
         rerecorded_at_s = time.monotonic()
         stderr = seen + process.communicate(timeout=60)[1]
     finally:
@@ -156,19 +156,6 @@ def test_a_rerecorded_take_leaves_nothing_of_the_discarded_one(tmp_path: Path) -
     assert all(us / 1e6 > rerecorded_at_s - 0.5 for _, _, us in stored), "a frame of the discarded take is in the video"
     assert check_dataset(dataset).ok
 
-
-def _read_until(process: subprocess.Popen, text: str, timeout_s: float = 30) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout_s
-    assert process.stderr is not None
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        seen += line
-        if text in line:
-            return seen
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError(f"never saw {text!r}; output so far:\n{seen}")
 
 
 def test_resuming_with_another_setup_names_every_difference(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import pty
-import select
 import socket
 import subprocess
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli import WIDE, robot_cli, run_cli, serve_policy
+from cli import WIDE, read_until, robot_cli, run_cli, serve_policy
 from openpi_server import WebsocketPolicyServer
 
 from drivers.feetech import FAMILY
@@ -157,7 +156,7 @@ def test_a_crashed_server_ends_the_run_with_a_parked_arm(tmp_path: Path) -> None
     stats = tmp_path / "stats.json"
     with serve_policy("--script") as served:
         run = subprocess.Popen(robot_cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "30", "--stats-json", str(stats)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
-        _read_until(run, "AUTONOMOUS")
+        read_until(run, "AUTONOMOUS")
         time.sleep(2.5)
         served.process.kill()
         stderr = run.communicate(timeout=60)[1]
@@ -186,7 +185,7 @@ def test_space_is_an_e_stop_the_arm_holds_then_parks(tmp_path: Path) -> None:
         run = subprocess.Popen(robot_cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "30", "--stats-json", str(stats), "--action-log", str(log)), stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
         os.close(slave)
         try:
-            _read_until(run, "space = e-stop")
+            read_until(run, "space = e-stop")
             time.sleep(3.0)
             os.write(master, b" ")
             stderr = run.communicate(timeout=60)[1]
@@ -221,17 +220,3 @@ def test_the_reference_openpi_server_drives_a_test_run(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert seen and seen[0]["prompt"] == "wave" and seen[0]["observation/state"].shape == (6,)
     assert stats_of(stats)["policy_stats"]["chunks"] == len(seen)
-
-
-def _read_until(process: subprocess.Popen, text: str, timeout_s: float = 30) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout_s
-    while text not in seen:
-        assert time.monotonic() < deadline, f"no {text!r} in: {seen}"
-        ready, _, _ = select.select([process.stderr], [], [], 0.5)
-        if ready:
-            line = process.stderr.readline()
-            assert line, f"the process ended before {text!r}: {seen}"
-            seen += line
-    return seen
-
