@@ -21,6 +21,7 @@ from rich.text import Text
 
 from cameras.camera_set import CameraSetStats
 from cameras.sim import SimCamera
+from robot_runtime.config import ArmSpec, ConfigError, RobotConfig
 from robot_runtime.keys import ESTOP, STOP
 from robot_runtime.loop import FixedRateLoop, LoopStats
 from robot_runtime.safety import SafetyFilter
@@ -63,6 +64,23 @@ def add_robot_choice(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a robot config value, e.g. --set followers.0.port=/dev/ttyACM0 --set followers.0.id=my_arm",
     )
+
+
+def add_arm_choice(parser: argparse.ArgumentParser) -> None:
+    """--arm: which one arm of the setup a per-arm command (calibrate, setup-motors) works on."""
+    parser.add_argument("--arm", help="the arm's label in the setup, e.g. follower, leader, left_follower (default: the first follower)")
+
+
+def select_arm(config: RobotConfig, label: str | None, family: str) -> ArmSpec:
+    """The arm named by --arm (default: the first follower), which must belong to `family`."""
+    arms = config.followers + config.leaders
+    labels = ", ".join(a.label for a in arms)
+    chosen = next((a for a in arms if a.label == label), None) if label else config.followers[0]
+    if chosen is None:
+        raise ConfigError(f"{config.source}: no arm labelled {label!r} (arms: {labels})")
+    if chosen.family.name != family:
+        raise ConfigError(f"{config.source}: arm {chosen.label!r} is a {chosen.family.name} arm; this command works on {family} bus arms")
+    return chosen
 
 
 def add_robot_options(parser: argparse.ArgumentParser) -> None:

@@ -223,16 +223,22 @@ class FeetechBus:
         self._with_retries(once, [motor.id], f"write of {register}")
 
     @contextlib.contextmanager
-    def torque_disabled(self, names: Sequence[str] | None = None) -> Iterator[None]:
-        """Torque off and EEPROM unlocked inside the block; torque back on and locked after it."""
+    def eeprom_unlocked(self, names: Sequence[str] | None = None) -> Iterator[None]:
+        """Torque off and EEPROM unlocked inside the block, locked again after it; torque stays off."""
         motors = self._motors(names)
         self.sync_write("Torque_Enable", {m.name: 0 for m in motors})
         self.sync_write("Lock", {m.name: 0 for m in motors})
         try:
             yield
         finally:
-            self.sync_write("Torque_Enable", {m.name: 1 for m in motors})
             self.sync_write("Lock", {m.name: 1 for m in motors})
+
+    @contextlib.contextmanager
+    def torque_disabled(self, names: Sequence[str] | None = None) -> Iterator[None]:
+        """Like eeprom_unlocked, and torque back on after the block."""
+        with self.eeprom_unlocked(names):
+            yield
+        self.sync_write("Torque_Enable", {m.name: 1 for m in self._motors(names)})
 
     # -- internals ---------------------------------------------------------------------------
 
