@@ -51,6 +51,8 @@ class ArmModel:
     motors: tuple[Motor, ...]
     registers: dict[str, int]
     gripper_registers: dict[str, int]
+    full_turn: frozenset[str] = frozenset({"wrist_roll"})
+    """Joints that turn freely: calibrated over the whole encoder turn, as LeRobot does."""
 
     def configure_values(self, motor: str) -> dict[str, int]:
         return self.registers | (self.gripper_registers if motor in GRIPPERS else {})

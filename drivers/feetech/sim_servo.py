@@ -25,7 +25,7 @@ from drivers.feetech.control_table import (
 )
 
 Trajectory = Callable[[float], float]
-"""Clock time in seconds to a position in present coordinates (ticks)."""
+"""Clock time in seconds to a position in ticks: present coordinates, or shaft ticks when followed as physical."""
 
 OVERLOAD_LOAD = 1000
 """Present_Load magnitude reported while overloaded (1000 = 100 % of rated torque)."""
@@ -105,6 +105,7 @@ class SimServo:
         self._velocity_ticks_per_s = 0.0
         self._last_update_s = clock()
         self._trajectory: Trajectory | None = None
+        self._trajectory_is_physical = False
         self._pending_write: tuple[int, bytes] | None = None
         self._faults: set[Fault] = set()
         self.writes: collections.Counter[str] = collections.Counter()
@@ -199,11 +200,17 @@ class SimServo:
     def set_present_position(self, ticks: float) -> bool:
         """Move the servo by hand (present coordinates); ignored while torque holds it. Stops follow()."""
         with self._lock:
+            return self.set_physical_position(self._homing_offset_ticks() + ticks)
+
+    def set_physical_position(self, ticks: float) -> bool:
+        """Move the servo by hand to where its shaft is, whatever offset it holds (what an operator's hand
+        does); ignored while torque holds it. Stops follow()."""
+        with self._lock:
             self._update()
             if self._torque_enabled():
                 return False
             self._trajectory = None
-            self._physical_ticks = self._homing_offset_ticks() + ticks
+            self._physical_ticks = float(ticks)
             self._velocity_ticks_per_s = 0.0
             return True
 
@@ -213,11 +220,13 @@ class SimServo:
             self._update()
             return self._present_ticks()
 
-    def follow(self, trajectory: Trajectory | None) -> None:
-        """Let trajectory(t) move the servo by hand; it only takes effect while torque is off."""
+    def follow(self, trajectory: Trajectory | None, *, physical: bool = False) -> None:
+        """Let trajectory(t) move the servo by hand; it only takes effect while torque is off. With
+        `physical`, trajectory gives shaft positions, unaffected by offsets written meanwhile."""
         with self._lock:
             self._update()
             self._trajectory = trajectory
+            self._trajectory_is_physical = physical
 
     def _get(self, name: str) -> int:
         """Register value decoded from its wire form (sign-magnitude where the table says so)."""
@@ -262,7 +271,8 @@ class SimServo:
                 max_step_ticks = self._speed_limit_ticks_per_s() * dt_s
                 self._physical_ticks += max(-max_step_ticks, min(max_step_ticks, error_ticks))
         elif self._trajectory is not None:
-            self._physical_ticks = self._homing_offset_ticks() + self._trajectory(now_s)
+            origin = 0 if self._trajectory_is_physical else self._homing_offset_ticks()
+            self._physical_ticks = origin + self._trajectory(now_s)
         self._velocity_ticks_per_s = (self._physical_ticks - before_ticks) / dt_s
 
     def _refresh_present_registers(self) -> None:
