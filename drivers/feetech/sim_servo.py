@@ -76,7 +76,8 @@ class Fault(enum.Enum):
     """Replies arrive LATE_REPLY_S late, after a client's timeout, as behind a slow USB adapter."""
 
 
-LATE_REPLY_S = 0.02
+LATE_REPLY_S = 0.06
+"""Later than any client timeout, simulated ones included (drivers.feetech.sim_setup.SIM_REPLY_TIMEOUT_MS)."""
 
 
 def _owner_by_address() -> dict[int, Register]:

@@ -33,6 +33,11 @@ SIM_CALIBRATION: dict[str, tuple[int, int, int]] = {
     "gripper": (1500, 2000, 3400),
 }
 
+SIM_REPLY_TIMEOUT_MS = 25.0
+"""The simulated servos answer from a thread of the client's own process, which waits for the GIL behind
+camera and control threads (Python hands it over every 5 ms): a real bus's 5 ms timeout would read
+that wait as a missing motor."""
+
 
 def simulate(arms: Sequence[ArmSpec], sim: SimConfig, stack: contextlib.ExitStack) -> list[SimulatedArm]:
     """One simulator per arm, its servos holding a calibration that is also written as LeRobot JSON."""
@@ -70,7 +75,7 @@ def _simulate_arm(spec: ArmSpec, sim: SimConfig, stack: contextlib.ExitStack, ca
         by_name[joint].inject(Fault(fault))
 
     return SimulatedArm(
-        config=config.model_copy(update={"port": path, "calibration_dir": calibration_dir}),
+        config=config.model_copy(update={"port": path, "calibration_dir": calibration_dir, "reply_timeout_ms": max(config.reply_timeout_ms, SIM_REPLY_TIMEOUT_MS)}),
         address=path,
         inject=inject,
         faults=tuple(f.value for f in Fault),
