@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 from cli import run_cli, serve_policy
 
+from apps.calibrate import calibration_path
+from calibration.procedure import diff
+from calibration.store import MotorCalibration, load_calibration
+from drivers.feetech.bus import FeetechBus
+from drivers.feetech.calibration import FeetechCalibrationBus
 from recorders.check import check_dataset
 from robot_runtime.config import load_robot_config
 from robot_runtime.loop import FixedRateLoop
@@ -82,3 +87,19 @@ def test_real_test_mode_run_leaves_the_arm_where_it_was(hardware_config, tmp_pat
     with Session(hardware_config, sim=False, with_leaders=False, with_cameras=False, observe_only=True) as session:
         after = session.follower.read().position
     assert np.abs(after - before).max() < 2.0
+
+
+def test_real_arms_hold_the_calibration_that_calibrate_would_show_as_matching(hardware_config):
+    """Read-only: what each bus arm's motors hold equals its calibration file, as the calibrate TUI diffs them."""
+    for spec in hardware_config.followers + hardware_config.leaders:
+        config = spec.config
+        bus = FeetechBus(config.port, config.arm_model.motors, baudrate=config.baudrate)
+        bus.open()
+        try:
+            target = FeetechCalibrationBus(bus)
+            assert target.missing_motors() == []
+            file = load_calibration(calibration_path(config, None))
+            held = {m: MotorCalibration(i, file[m].drive_mode, *target.held()[m]) for m, i in target.motor_ids.items()}
+        finally:
+            bus.close()
+        assert diff(file, held) == [], f"{spec.label}: the motors do not hold {calibration_path(config, None)}"
