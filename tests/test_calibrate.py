@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli import WIDE, robot_cli, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from textual.widgets import Static
 
 from apps.calibrate import calibration_path, sim_operator
 from apps.calibrate_app import CalibrationApp, Outcome
 from calibration.normalization import Normalizer
 from calibration.procedure import CalibrationProcedure, Step
-from calibration.store import load_calibration, save_calibration
+from calibration.store import CalibrationError, load_calibration, save_calibration
 from drivers.feetech.bus import FeetechBus
 from drivers.feetech.calibration import FeetechCalibrationBus
 from drivers.feetech.control_table import RESOLUTION_TICKS
@@ -206,6 +208,21 @@ def test_a_joint_moved_across_the_encoder_wrap_is_rejected(tmp_path: Path) -> No
         procedure.abandon()
     assert [p.motor for p in problems] == ["elbow_flex"]
     assert "passed the encoder's wrap point" in problems[0].reason and "set homing again" in problems[0].reason
+
+
+@settings(max_examples=20, deadline=None)
+@given(shaft_ticks=st.integers(-5000, 9000))
+def test_homing_makes_the_pose_read_half_a_turn_wherever_the_shafts_are(tmp_path_factory, shaft_ticks: int) -> None:
+    with bench_and_procedure(tmp_path_factory.mktemp("homing")) as (bench, procedure):
+        procedure.check()
+        for servo in bench.servos.values():
+            servo.set_physical_position(shaft_ticks)
+        if shaft_ticks % RESOLUTION_TICKS == RESOLUTION_TICKS - 1:  # offset 2048: one past the register
+            with pytest.raises(CalibrationError, match="beyond"):
+                procedure.set_homing()
+            return
+        procedure.set_homing()
+        assert {r.position for r in procedure.bus.read().values()} == {2047}
 
 
 def test_a_homing_offset_beyond_the_register_is_refused_before_it_is_written(tmp_path: Path) -> None:
