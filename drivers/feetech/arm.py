@@ -74,7 +74,8 @@ class FeetechArm(Arm):
             )
             raise CalibrationError(
                 f"{self.name}: no calibration for id '{self.config.id}' (looked for {tried}); calibrate this arm "
-                f"with LeRobot (lerobot-calibrate) or set calibration_dir in the robot config"
+                f"with `robot-runtime calibrate --robot ROBOT --arm {self.name}` (or LeRobot's lerobot-calibrate), "
+                "or set calibration_dir in the robot config"
             )
         return found
 
@@ -164,7 +165,7 @@ class FeetechArm(Arm):
                 raise CalibrationError(f"{self.name}: calibration {path}: motor '{name}' has id {cal.id}, expected {motor.id}")
             if not 0 <= cal.range_min < cal.range_max < RESOLUTION_TICKS:
                 raise CalibrationError(
-                    f"{self.name}: calibration {path}: motor '{name}' range {cal.range_min}..{cal.range_max} is invalid: recalibrate"
+                    f"{self.name}: calibration {path}: motor '{name}' range {cal.range_min}..{cal.range_max} is invalid: recalibrate it (robot-runtime calibrate --arm {self.name})"
                 )
         return calibration
 
@@ -183,7 +184,7 @@ class FeetechArm(Arm):
                 detail = ", ".join(f"{r} file {f} motor {m}" for r, (f, m) in diff.items())
                 raise CalibrationError(
                     f"{self.name}: motor '{name}' on {self.config.port} does not hold the calibration in "
-                    f"{self._calibration_source} ({detail}): is the right arm on this port? Otherwise recalibrate it"
+                    f"{self._calibration_source} ({detail}): is the right arm on this port? Otherwise recalibrate it (robot-runtime calibrate --arm {self.name})"
                 )
 
     def _configure(self) -> None:
