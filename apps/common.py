@@ -53,9 +53,9 @@ class SimFault:
         return cls(parts[0], parts[1], parts[2], at_s)
 
 
-def add_robot_choice(parser: argparse.ArgumentParser) -> None:
+def add_robot_choice(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """--robot and --set: which setup, and per-run changes to it."""
-    parser.add_argument("--robot", required=True, help="built-in robot name (so100, so101, bi_so100) or path to a robot YAML")
+    parser.add_argument("--robot", required=required, help="built-in robot name (so100, so101, bi_so100) or path to a robot YAML")
     parser.add_argument(
         "--set",
         dest="overrides",
