@@ -9,7 +9,20 @@ import sys
 
 from rich.logging import RichHandler
 
-from apps import dataset, eval_offline, find_cameras, record, replay, run, serve_policy, sim, teleop
+from apps import (
+    calibrate,
+    dataset,
+    eval_offline,
+    find_cameras,
+    find_port,
+    record,
+    replay,
+    run,
+    serve_policy,
+    setup_motors,
+    sim,
+    teleop,
+)
 from apps.common import console, print_error
 from calibration.store import CalibrationError
 from cameras.base import CameraError
@@ -19,7 +32,7 @@ from robot_runtime.policy.client import PolicyError
 from robot_runtime.policy.mapping import MappingError
 from robot_runtime.robot import ArmError
 
-COMMANDS = (teleop, record, replay, run, serve_policy, eval_offline, dataset, sim, find_cameras)
+COMMANDS = (teleop, record, replay, run, serve_policy, eval_offline, dataset, sim, find_cameras, find_port, setup_motors, calibrate)
 
 
 def build_parser() -> argparse.ArgumentParser:

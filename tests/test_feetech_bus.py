@@ -193,3 +193,41 @@ def test_stopping_the_simulator_cancels_replies_still_on_their_way(so_bus, so_bu
         so_bus.sync_read("Present_Position")
     so_bus_sim.stop()
     assert not any(t.is_alive() for t in threading.enumerate() if isinstance(t, threading.Timer))
+
+
+def test_a_broadcast_ping_collects_every_motor_that_answers(so_bus):
+    scan = so_bus.broadcast_ping()
+    assert sorted(scan.ids) == [1, 2, 3, 4, 5, 6]
+    assert scan.baud_bps == 1_000_000 and not scan.garbled
+
+
+def test_a_broadcast_ping_hears_only_the_motors_at_the_ports_baud_rate(so_bus, so_bus_sim):
+    with so_bus.eeprom_unlocked(["wrist_flex"]):
+        so_bus.write("Baud_Rate", "wrist_flex", 4)  # 115200
+    assert 4 not in so_bus.broadcast_ping().ids
+    so_bus.set_baudrate(115_200)
+    assert so_bus.broadcast_ping().ids == (4,)
+    assert so_bus.read_by_id("Model_Number", 4) == 777
+
+
+def test_a_broadcast_ping_reports_replies_it_cannot_parse(so_bus, so_bus_sim):
+    so_bus_sim.servo(2).inject(Fault.CORRUPT_CHECKSUM)
+    scan = so_bus.broadcast_ping()
+    assert 2 not in scan.ids and scan.garbled
+
+
+def test_an_empty_bus_answers_a_broadcast_ping_with_nothing(so_bus, so_bus_sim):
+    for servo in so_bus_sim.servos:
+        so_bus_sim.detach(servo)
+    assert so_bus.broadcast_ping().ids == ()
+
+
+def test_a_motor_addressed_by_id_is_named_by_id_with_its_settings_to_check(so_bus):
+    with pytest.raises(MotorNotRespondingError, match=r"motor 9 did not answer on .* \(read of ID\): .*its id is 9 and its baud rate 1000000"):
+        so_bus.read_by_id("ID", 9)
+
+
+def test_a_baud_rate_the_sdk_lacks_is_refused_when_switching():
+    bus = FeetechBus("/dev/null", SO_MOTORS)
+    with pytest.raises(ValueError, match="not supported by the Feetech SDK"):
+        bus.set_baudrate(2_000_000)

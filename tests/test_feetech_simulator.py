@@ -494,3 +494,26 @@ def test_command_line_serves_until_sigterm() -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_broadcast_ping_is_answered_by_every_servo_with_its_own_id(connect: Callable[..., Bench]) -> None:
+    bench = connect(SimServo(1), SimServo(2), SimServo(3))
+
+    bench.send_raw(instruction(BROADCAST_ID, 0x01))
+
+    assert bench.receive_raw(18) == status(1, 0) + status(2, 0) + status(3, 0)
+
+
+def test_a_detached_servo_stops_answering_and_an_attached_one_starts(connect: Callable[..., Bench]) -> None:
+    bench = connect(SimServo(1))
+    first, second = bench.bus.servo(1), SimServo(2)
+
+    bench.bus.detach(first)
+    bench.bus.attach(second)
+
+    assert bench.sdk.ping(bench.port, 1)[1] == COMM_RX_TIMEOUT
+    assert bench.sdk.ping(bench.port, 2) == (777, COMM_SUCCESS, 0)
+    with pytest.raises(ValueError, match="not on this bus"):
+        bench.bus.detach(first)
+    with pytest.raises(ValueError, match="already on this bus"):
+        bench.bus.attach(second)

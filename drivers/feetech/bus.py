@@ -17,10 +17,12 @@ import scservo_sdk as scs
 import serial
 
 from drivers.feetech.control_table import (
+    BROADCAST_ID,
     ERROR_BITS,
     REGISTERS,
     STS3215_MODEL_NUMBER,
     Register,
+    checksum,
     from_wire,
     to_wire,
 )
@@ -32,6 +34,14 @@ USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")
 """Where Linux exposes FTDI adapters' latency timer (default 16 ms)."""
 
 SDK_BAUD_RATES = (4800, 9600, 14400, 19200, 38400, 57600, 115200, 128000, 250000, 500000, 1000000)
+
+PING_STATUS_BYTES = 6
+"""FF FF ID LEN ERR CHK: the status packet that answers a PING."""
+BROADCAST_PING_REPLIES = 12
+"""A broadcast ping listens long enough for this many answers back to back (two arms' worth)."""
+BROADCAST_PING_STAGGER_MS = 3.0 * 20
+"""Servos may delay a broadcast-ping answer by about 3 ms per id (Dynamixel does; LeRobot's Feetech bus
+waits as if they did): the window covers ids up to 20, far beyond an arm's."""
 
 
 class BusError(ArmError):
@@ -51,6 +61,17 @@ class MotorFaultError(BusError):
         super().__init__(message)
         self.motor_id = motor_id
         self.error_byte = error_byte
+
+
+@dataclass(frozen=True)
+class PingScan:
+    """What answered one broadcast ping at one baud rate."""
+
+    baud_bps: int
+    ids: tuple[int, ...]
+    """One entry per status packet, in arrival order: two motors sharing an id appear twice."""
+    garbled: bool
+    """Bytes came back that formed no valid status packet, as when motors answer at the same time."""
 
 
 @dataclass(frozen=True)
@@ -109,8 +130,7 @@ class FeetechBus:
         reply_timeout_ms: float = 5.0,
         retries: int = 1,
     ) -> None:
-        if baudrate not in SDK_BAUD_RATES:
-            raise ValueError(f"baud rate {baudrate} is not supported by the Feetech SDK (use one of {SDK_BAUD_RATES})")
+        _check_sdk_baud(baudrate)
         self.port = port
         self.motors = tuple(sorted(motors, key=lambda m: m.id))
         self.baudrate = baudrate
@@ -158,9 +178,56 @@ class FeetechBus:
             self._port.closePort()
             self.is_open = False
 
+    # -- finding motors ----------------------------------------------------------------------
+
+    def set_baudrate(self, baud_bps: int) -> None:
+        """Switch the open port to another line speed, to reach motors set to it."""
+        _check_sdk_baud(baud_bps)
+        with self._lock, self._io_errors():
+            if not self._port.setBaudRate(baud_bps):  # the SDK reopens the port at the new speed
+                raise BusError(f"cannot set {baud_bps} baud on {self.port}")
+        self.baudrate = baud_bps
+
+    def ping(self, motor_id: int) -> bool:
+        """Whether a motor with this id answers at the current baud rate (with retries)."""
+        with self._lock, self._io_errors():
+            for _ in range(self.retries + 1):
+                try:
+                    _, result, _ = self._packets.ping(self._port, motor_id)
+                except IndexError:  # a stray short reply taken for the model-number read
+                    result = scs.COMM_RX_CORRUPT
+                if result == scs.COMM_SUCCESS:
+                    return True
+                self._recover()
+        return False
+
+    def broadcast_ping(self) -> PingScan:
+        """PING every id at once and collect each status packet that arrives within the listening window:
+        how a motor whose id is unknown is found. The SDK has no broadcast ping for protocol 0. Instead of
+        resending (a late answer would then be counted twice), it listens as long as a call with retries waits."""
+        packet = [0] * PING_STATUS_BYTES
+        packet[scs.PKT_ID] = BROADCAST_ID
+        packet[scs.PKT_LENGTH] = 2
+        packet[scs.PKT_INSTRUCTION] = scs.INST_PING
+        transfer_ms = self._port.tx_time_per_byte * PING_STATUS_BYTES * BROADCAST_PING_REPLIES
+        window_ms = (self.retries + 1) * self._port.reply_timeout_ms + transfer_ms + BROADCAST_PING_STAGGER_MS
+        received = bytearray()
+        with self._lock, self._io_errors():
+            try:
+                result = self._packets.txPacket(self._port, packet)
+                if result != scs.COMM_SUCCESS:
+                    raise BusError(f"cannot send a broadcast ping on {self.port}: {self._packets.getTxRxResult(result)}")
+                self._port.setPacketTimeoutMillis(window_ms)
+                while not self._port.isPacketTimeout():  # readPort blocks until bytes come or the window ends
+                    received += self._port.readPort(PING_STATUS_BYTES * BROADCAST_PING_REPLIES)
+            finally:
+                self._port.is_using = False
+        ids, garbled = _status_ids(bytes(received))
+        return PingScan(self.baudrate, ids, garbled)
+
     def check_motors(self) -> None:
         """Ping every motor and check its model; raise naming every missing or unexpected motor."""
-        missing = tuple(m.id for m in self.motors if not self._ping(m.id))
+        missing = tuple(m.id for m in self.motors if not self.ping(m.id))
         if missing:
             raise self._not_responding(missing, "ping")
         for motor in self.motors:
@@ -200,27 +267,35 @@ class FeetechBus:
             group.txPacket()
 
     def read(self, register: str, name: str) -> int:
-        reg, motor = REGISTERS[register], self._motor(name)
+        return self.read_by_id(register, self._motor(name).id)
+
+    def read_by_id(self, register: str, motor_id: int) -> int:
+        """Like read(), for a motor addressed by id, such as one whose id is being set."""
+        reg = REGISTERS[register]
 
         def once() -> dict[int, bytes]:
-            data, result, error = self._packets.readTxRx(self._port, motor.id, reg.address, reg.size)
-            self._check(motor.id, result, error, data, reg.size)
-            return {motor.id: bytes(data)}
+            data, result, error = self._packets.readTxRx(self._port, motor_id, reg.address, reg.size)
+            self._check(motor_id, result, error, data, reg.size)
+            return {motor_id: bytes(data)}
 
-        data = self._with_retries(once, [motor.id], f"read of {register}")[motor.id]
+        data = self._with_retries(once, [motor_id], f"read of {register}")[motor_id]
         return from_wire(reg, _le(data, 0, reg.size))
 
     def write(self, register: str, name: str, value: int) -> None:
         """Write one register and wait for the motor's acknowledgement."""
-        reg, motor = REGISTERS[register], self._motor(name)
+        self.write_by_id(register, self._motor(name).id, value)
+
+    def write_by_id(self, register: str, motor_id: int, value: int) -> None:
+        """Like write(), for a motor addressed by id, such as one whose id is being set."""
+        reg = REGISTERS[register]
         payload = list(to_wire(reg, value).to_bytes(reg.size, "little"))
 
         def once() -> dict[int, bytes]:
-            result, error = self._packets.writeTxRx(self._port, motor.id, reg.address, reg.size, payload)
-            self._check(motor.id, result, error)
+            result, error = self._packets.writeTxRx(self._port, motor_id, reg.address, reg.size, payload)
+            self._check(motor_id, result, error)
             return {}
 
-        self._with_retries(once, [motor.id], f"write of {register}")
+        self._with_retries(once, [motor_id], f"write of {register}")
 
     @contextlib.contextmanager
     def eeprom_unlocked(self, names: Sequence[str] | None = None) -> Iterator[None]:
@@ -269,14 +344,12 @@ class FeetechBus:
         if failure.error_byte:
             raise self._fault(failure.motor_id, failure.error_byte)
         if failure.result == scs.COMM_RX_CORRUPT:
-            motor = self._by_id.get(failure.motor_id)
-            label = f"motor {failure.motor_id} ({motor.name})" if motor else f"motor {failure.motor_id}"
             raise BusError(
-                f"{label} sent corrupted replies on {self.port} ({what}, {self.retries + 1} tries): "
+                f"{self._label(failure.motor_id)} sent corrupted replies on {self.port} ({what}, {self.retries + 1} tries): "
                 f"check the cable at motor {failure.motor_id}, that the baud rate is {self.baudrate}, "
                 "and that no other program uses the port"
             )
-        missing = tuple(i for i in ids if i == failure.motor_id or not self._ping(i))
+        missing = tuple(i for i in ids if i == failure.motor_id or not self.ping(i))
         raise self._not_responding(missing, what)
 
     def _check(self, motor_id: int, result: int, error: int, data: list[int] | None = None, length: int = 0) -> None:
@@ -285,45 +358,39 @@ class FeetechBus:
         if data is not None and len(data) != length:  # a short reply: another instruction's answer
             raise _Failure(motor_id, scs.COMM_RX_CORRUPT, 0)
 
-    def _ping(self, motor_id: int) -> bool:
-        with self._lock, self._io_errors():
-            for _ in range(self.retries + 1):
-                try:
-                    _, result, _ = self._packets.ping(self._port, motor_id)
-                except IndexError:  # a stray short reply taken for the model-number read
-                    result = scs.COMM_RX_CORRUPT
-                if result == scs.COMM_SUCCESS:
-                    return True
-                self._recover()
-        return False
-
     def _recover(self) -> None:
         """Make the port usable after a failed exchange: late replies must not answer the next one."""
         self._port.is_using = False
         self._port.drain(quiet_s=0.001, limit_s=self._port.reply_timeout_ms / 1e3)
 
     def _not_responding(self, missing: tuple[int, ...], what: str) -> MotorNotRespondingError:
-        names = ", ".join(f"{i} ({self._by_id[i].name})" for i in missing)
+        names = ", ".join(self._label(i).removeprefix("motor ") for i in missing)
+        noun = "motor" if len(missing) == 1 else "motors"
+        return MotorNotRespondingError(f"{noun} {names} did not answer on {self.port} ({what}): {self._chain_hint(missing)}", missing)
+
+    def _chain_hint(self, missing: tuple[int, ...]) -> str:
+        """Where to look, from which motors of the chain still answer."""
         first = missing[0]
         order = [m.id for m in self.motors]
+        if first not in order:  # addressed by id, not one of the arm's motors
+            return f"check that it is connected and powered, and that its id is {first} and its baud rate {self.baudrate}"
         index = order.index(first)
-        before = "the controller board" if index == 0 else f"motor {order[index - 1]}"
-        after_answering = any(i not in missing for i in order[index + 1 :])
-        if after_answering:
-            hint = (
+        if any(i not in missing for i in order[index + 1 :]):
+            return (
                 f"motors after it still answer, so the chain is intact: check motor {first} itself "
                 "(its connector, its ID and baud rate) and the power supply"
             )
-        else:
-            hint = f"check the cable between {before} and motor {first} and the power supply"
-        noun = "motor" if len(missing) == 1 else "motors"
-        return MotorNotRespondingError(f"{noun} {names} did not answer on {self.port} ({what}): {hint}", missing)
+        before = "the controller board" if index == 0 else f"motor {order[index - 1]}"
+        return f"check the cable between {before} and motor {first} and the power supply"
 
     def _fault(self, motor_id: int, error_byte: int) -> MotorFaultError:
-        motor = self._by_id[motor_id]
         problems = [text for bit, text in ERROR_BITS.items() if error_byte & bit]
         what = "; ".join(f"{problem} ({advice})" for problem, advice in problems) or f"error byte 0x{error_byte:02x}"
-        return MotorFaultError(f"motor {motor_id} ({motor.name}) on {self.port} reports {what}", motor_id, error_byte)
+        return MotorFaultError(f"{self._label(motor_id)} on {self.port} reports {what}", motor_id, error_byte)
+
+    def _label(self, motor_id: int) -> str:
+        motor = self._by_id.get(motor_id)
+        return f"motor {motor_id} ({motor.name})" if motor else f"motor {motor_id}"
 
     def _motor(self, name: str) -> Motor:
         try:
@@ -350,6 +417,33 @@ class _Failure(Exception):
         self.motor_id = motor_id
         self.result = result
         self.error_byte = error_byte
+
+
+def _check_sdk_baud(baud_bps: int) -> None:
+    if baud_bps not in SDK_BAUD_RATES:
+        raise ValueError(f"baud rate {baud_bps} is not supported by the Feetech SDK (use one of {SDK_BAUD_RATES})")
+
+
+def _status_ids(data: bytes) -> tuple[tuple[int, ...], bool]:
+    """Ids of the valid status packets in `data`, in order, and whether any bytes belonged to none."""
+    ids: list[int] = []
+    garbled = False
+    rest = data
+    while rest:
+        start = rest.find(b"\xff\xff")
+        if start < 0:
+            return tuple(ids), True
+        garbled |= start > 0
+        rest = rest[start:]
+        length = rest[3] if len(rest) > 3 else 0
+        packet = rest[: 4 + length]
+        if length < 2 or len(packet) < 4 + length or checksum(packet[2:-1]) != packet[-1]:
+            garbled = True
+            rest = rest[1:]
+            continue
+        ids.append(packet[2])
+        rest = rest[4 + length :]
+    return tuple(ids), garbled
 
 
 def _le(data: bytes, offset: int, size: int) -> int:

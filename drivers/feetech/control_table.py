@@ -9,7 +9,7 @@ RESOLUTION_TICKS = 4096
 """Encoder ticks per turn; positions are 0..4095."""
 
 BROADCAST_ID = 0xFE
-"""Writes to this id reach every servo; nobody answers."""
+"""Instructions to this id reach every servo; only a PING is answered, by each servo with its own id."""
 
 # Instructions (FF FF ID LEN INST PARAMS CHK).
 INST_PING = 0x01

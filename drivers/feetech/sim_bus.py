@@ -161,10 +161,12 @@ class _Pty:
 
 
 class FeetechBusSimulator:
-    """SimServos on one pty; a background thread answers instruction packets byte-exactly."""
+    """SimServos on one pty; a background thread answers instruction packets byte-exactly. Servos can be
+    plugged in and out while it runs, as an operator swaps which motor is on the cable."""
 
     def __init__(self, servos: Iterable[SimServo]) -> None:
         self._servos = list(servos)
+        self._servos_lock = threading.Lock()
         self._stats = BusStats()
         self._parser = PacketParser(self._stats)
         self._thread: threading.Thread | None = None
@@ -174,7 +176,22 @@ class FeetechBusSimulator:
 
     @property
     def servos(self) -> list[SimServo]:
-        return list(self._servos)
+        with self._servos_lock:
+            return list(self._servos)
+
+    def attach(self, servo: SimServo) -> None:
+        """Plug a servo into the bus: it hears the next packet."""
+        with self._servos_lock:
+            if any(s is servo for s in self._servos):
+                raise ValueError(f"simulated servo {servo.id} is already on this bus")
+            self._servos.append(servo)
+
+    def detach(self, servo: SimServo) -> None:
+        """Unplug a servo (by identity: several may share an id, as factory-fresh ones do)."""
+        with self._servos_lock:
+            if not any(s is servo for s in self._servos):
+                raise ValueError(f"simulated servo {servo.id} is not on this bus")
+            self._servos = [s for s in self._servos if s is not servo]
 
     @property
     def port_path(self) -> str:
@@ -188,10 +205,11 @@ class FeetechBusSimulator:
         return dataclasses.replace(self._stats)
 
     def servo(self, servo_id: int) -> SimServo:
-        for servo in self._servos:
+        servos = self.servos
+        for servo in servos:
             if servo.id == servo_id:
                 return servo
-        raise KeyError(f"no simulated servo with id {servo_id} on this bus (ids: {[s.id for s in self._servos]})")
+        raise KeyError(f"no simulated servo with id {servo_id} on this bus (ids: {[s.id for s in servos]})")
 
     def start(self) -> str:
         """Open the pty and start answering; returns the path clients open."""
@@ -252,7 +270,7 @@ class FeetechBusSimulator:
         """Servos that hear a packet for servo_id: present, and set to the client's baud."""
         return [
             servo
-            for servo in self._servos
+            for servo in self.servos
             if (servo_id == BROADCAST_ID or servo.id == servo_id)
             and not servo.has_fault(Fault.NO_REPLY)
             and (baud_bps is None or servo.baud_bps == baud_bps)
@@ -277,10 +295,12 @@ class FeetechBusSimulator:
                     for servo in self._listening(blocks[start], baud_bps):
                         servo.write(address, blocks[start + 1 : start + 1 + length])
             return
+        # Of the broadcast instructions only PING is answered: by every servo that hears it, with its own id.
+        answers = packet.servo_id != BROADCAST_ID or packet.instruction == INST_PING
         for servo in self._listening(packet.servo_id, baud_bps):
             reply_id = servo.id  # a write to ID takes effect after this reply
             reply = self._execute(servo, packet)
-            if reply is not None and packet.servo_id != BROADCAST_ID:
+            if reply is not None and answers:
                 self._reply(pty, servo, reply_id, reply)
 
     def _execute(self, servo: SimServo, packet: Packet) -> bytes | None:
