@@ -190,8 +190,8 @@ class CalibrationApp(App[Outcome]):
         p = self.procedure
         free = ", ".join(sorted(p.full_turn)) or "none"
         return {
-            Step.CHECK: f"[b]Checking the motors on {escape(p.bus.port)}[/]: every motor must answer before anything is written.\n"
-            "[b]r[/] checks again.",
+            Step.CHECK: f"[b]Checking the motors on {escape(p.bus.port)}[/]: every motor must answer before anything is written. "
+            "[b]Support the arm[/]: torque goes off as soon as they do.\n[b]r[/] checks again.",
             Step.HOMING: "[b]1/3 Homing.[/] Torque is off. Move every joint by hand to the [b]middle of its travel[/] "
             "(gripper half open), then press [b]Enter[/]. Motors keep their old calibration until then.",
             Step.RANGES: "[b]2/3 Ranges.[/] Move each joint slowly to [b]both ends[/] of its travel, one at a time; the bars fill as you go. "
