@@ -12,7 +12,6 @@ from apps.calibrate_app import CalibrationApp
 from apps.common import add_arm_choice, add_robot_choice, console, select_arm
 from calibration.procedure import CalibrationProcedure, Step
 from calibration.store import calibration_root, find_calibration_file
-from drivers.feetech.bus import FeetechBus
 from drivers.feetech.calibration import FeetechCalibrationBus
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.models import norm_modes
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if args.sim:
             bench = uncalibrated_arm(model.motors, stack)
             port, on_step = bench.port, sim_operator(bench)
-        bus = FeetechBus(port, model.motors, baudrate=arm.baudrate, reply_timeout_ms=arm.reply_timeout_ms, retries=arm.retries)
+        bus = arm.bus(port)
         bus.open()
         stack.callback(bus.close)
         path = calibration_path(arm, args.calibration_dir)

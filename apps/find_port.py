@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from apps.common import add_arm_choice, add_robot_choice, console, print_error, select_arm
-from drivers.feetech.bus import BusError, FeetechBus, Motor, MotorNotRespondingError
+from drivers.feetech.bus import DIALOUT_FIX, BusError, Motor, MotorNotRespondingError
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.models import SO_MOTORS
 from drivers.feetech.sim_usb import SimulatedUsbBench
@@ -154,8 +154,7 @@ def _show_replugged(replug: Replug) -> None:
         console.print(f"  stable name: {escape(port.stable_path)} ({_why_stable(port)})", soft_wrap=True)
         if not os.access(port.device, os.R_OK | os.W_OK):
             console.print(
-                f"  [yellow]you cannot open {escape(port.device)} yet:[/] add yourself to the dialout group "
-                "(sudo usermod -aG dialout $USER, then log in again)",
+                f"  [yellow]you cannot open {escape(port.device)} yet:[/] {DIALOUT_FIX}",
                 soft_wrap=True,
             )
 
@@ -174,7 +173,7 @@ def _why_stable(port: SerialPort) -> str:
 def check_motors(port: str, config: FeetechArmConfig) -> MotorCheck:
     """Ping every motor of the arm on `port` at the config's baud rate and check their models."""
     motors = config.arm_model.motors
-    bus = FeetechBus(port, motors, baudrate=config.baudrate, reply_timeout_ms=config.reply_timeout_ms, retries=config.retries)
+    bus = config.bus(port)
     try:
         bus.open()
     except BusError as exc:

@@ -11,7 +11,7 @@ import sys
 from rich.table import Table
 
 from apps.common import add_arm_choice, add_robot_choice, console, select_arm
-from drivers.feetech.bus import FeetechBus, Motor
+from drivers.feetech.bus import Motor
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.setup import MotorSetup, MotorSetupError, assign, baud_code, find_single_motor, setup_order
 from drivers.feetech.sim_factory import FACTORY_BAUD_BPS, FACTORY_ID, REUSED_BAUD_BPS, REUSED_MOTOR, FactoryBench
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         bench = stack.enter_context(FactoryBench([m.name for m in arm.arm_model.motors])) if args.sim else None
         port = bench.simulator.port_path if bench else args.port or arm.port
-        bus = FeetechBus(port, (), baudrate=arm.baudrate, reply_timeout_ms=arm.reply_timeout_ms, retries=arm.retries)
+        bus = arm.bus(port, motors=())
         bus.open()
         stack.callback(bus.close)
         console.print(

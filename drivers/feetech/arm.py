@@ -10,7 +10,7 @@ import numpy as np
 
 from calibration.normalization import Normalizer
 from calibration.store import Calibration, CalibrationError, calibration_root, find_calibration_file, load_calibration
-from drivers.feetech.bus import BusError, FeetechBus
+from drivers.feetech.bus import BusError
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.control_table import REGISTERS, RESOLUTION_TICKS
 from drivers.feetech.models import norm_modes
@@ -29,13 +29,7 @@ class FeetechArm(Arm):
         self.name = name
         self.config = config
         self.model = config.arm_model
-        self.bus = FeetechBus(
-            config.port,
-            self.model.motors,
-            baudrate=config.baudrate,
-            reply_timeout_ms=config.reply_timeout_ms,
-            retries=config.retries,
-        )
+        self.bus = config.bus()
         self.motor_names = [m.name for m in self.model.motors]
         self.modes = norm_modes(self.motor_names, config.body_norm)
         unknown = set(config.park_position or {}) - set(self.motor_names)

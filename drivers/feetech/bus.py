@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")
 """Where Linux exposes FTDI adapters' latency timer (default 16 ms)."""
 
+DIALOUT_FIX = "add yourself to the dialout group (sudo usermod -aG dialout $USER, then log in again)"
+"""How a Linux user gets to open serial ports without root."""
+
 SDK_BAUD_RATES = (4800, 9600, 14400, 19200, 38400, 57600, 115200, 128000, 250000, 500000, 1000000)
 
 PING_STATUS_BYTES = 6
@@ -455,7 +458,7 @@ def _open_hint(port: str, exc: serial.SerialException) -> str:
     if "No such file" in text or "could not open port" in text and "Errno 2" in text:
         advice = "the port does not exist: check the USB cable and the port name (ls /dev/serial/by-id/ lists attached adapters)"
     elif "Permission denied" in text or "Errno 13" in text:
-        advice = "permission denied: add yourself to the dialout group (sudo usermod -aG dialout $USER, then log in again)"
+        advice = f"permission denied: {DIALOUT_FIX}"
     elif "busy" in text.lower() or "Errno 16" in text:
         advice = "the port is busy: close any other program using it"
     else:

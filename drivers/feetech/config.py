@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from drivers.feetech.bus import SDK_BAUD_RATES
+from drivers.feetech.bus import SDK_BAUD_RATES, FeetechBus, Motor
 from drivers.feetech.models import MODELS, ArmModel
 
 
@@ -49,3 +50,14 @@ class FeetechArmConfig(BaseModel):
     @property
     def arm_model(self) -> ArmModel:
         return MODELS[self.model]
+
+    def bus(self, port: str | None = None, motors: Sequence[Motor] | None = None) -> FeetechBus:
+        """An unopened bus with this arm's line settings, on its port or another (--port, a simulator),
+        for its motors or others (none while setting ids)."""
+        return FeetechBus(
+            port or self.port,
+            self.arm_model.motors if motors is None else motors,
+            baudrate=self.baudrate,
+            reply_timeout_ms=self.reply_timeout_ms,
+            retries=self.retries,
+        )
