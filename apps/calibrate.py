@@ -11,8 +11,7 @@ from pathlib import Path
 from apps.calibrate_app import CalibrationApp
 from apps.common import add_arm_choice, add_robot_choice, console, select_arm
 from calibration.procedure import CalibrationProcedure, Step
-from calibration.store import calibration_root, find_calibration_file
-from drivers.feetech.calibration import FeetechCalibrationBus
+from drivers.feetech.calibration import FeetechCalibrationBus, calibration_path
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.models import norm_modes
 from drivers.feetech.sim_calibration import CalibrationBench, uncalibrated_arm
@@ -29,18 +28,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--sim", action="store_true", help="calibrate a simulated, never calibrated arm whose joints a simulated hand moves")
     parser.set_defaults(func=run)
-
-
-def calibration_path(config: FeetechArmConfig, calibration_dir: Path | None) -> Path:
-    """Where the calibration goes: --calibration-dir, the config's folder, the file LeRobot already has, or
-    LeRobot's default location for this arm's kind and id."""
-    folder = calibration_dir or config.calibration_dir
-    if folder is not None:
-        return folder / f"{config.id}.json"
-    model = config.arm_model
-    root = calibration_root()
-    found = find_calibration_file(root, model.calibration_kind, model.calibration_names, config.id)
-    return found or root / model.calibration_kind / model.calibration_names[0] / f"{config.id}.json"
 
 
 def sim_operator(bench: CalibrationBench):

@@ -18,13 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from textual.widgets import Static
 
-from apps.calibrate import calibration_path, sim_operator
+from apps.calibrate import sim_operator
 from apps.calibrate_app import CalibrationApp, Outcome
 from calibration.normalization import Normalizer
 from calibration.procedure import CalibrationProcedure, Step
 from calibration.store import CalibrationError, load_calibration, save_calibration
 from drivers.feetech.bus import FeetechBus
-from drivers.feetech.calibration import FeetechCalibrationBus
+from drivers.feetech.calibration import FeetechCalibrationBus, calibration_path
 from drivers.feetech.control_table import RESOLUTION_TICKS
 from drivers.feetech.models import MODELS, norm_modes
 from drivers.feetech.sim_calibration import CalibrationBench, uncalibrated_arm

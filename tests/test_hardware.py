@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from cli import run_cli, serve_policy
 
-from apps.calibrate import calibration_path
 from calibration.procedure import diff
 from calibration.store import MotorCalibration, load_calibration
 from drivers.feetech.bus import FeetechBus
-from drivers.feetech.calibration import FeetechCalibrationBus
+from drivers.feetech.calibration import FeetechCalibrationBus, calibration_path
 from recorders.check import check_dataset
 from robot_runtime.config import load_robot_config
 from robot_runtime.loop import FixedRateLoop

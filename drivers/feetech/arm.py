@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from calibration.normalization import Normalizer
-from calibration.store import Calibration, CalibrationError, calibration_root, find_calibration_file, load_calibration
+from calibration.store import Calibration, CalibrationError, calibration_root, load_calibration
 from drivers.feetech.bus import BusError
+from drivers.feetech.calibration import CALIBRATION_REGISTERS, FeetechCalibrationBus
+from drivers.feetech.calibration import calibration_path as locate_calibration
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.control_table import REGISTERS, RESOLUTION_TICKS
 from drivers.feetech.models import norm_modes
@@ -56,12 +58,8 @@ class FeetechArm(Arm):
 
     @property
     def calibration_path(self) -> Path:
-        if self.config.calibration_dir is not None:
-            return self.config.calibration_dir / f"{self.config.id}.json"
-        found = find_calibration_file(
-            calibration_root(), self.model.calibration_kind, self.model.calibration_names, self.config.id
-        )
-        if found is None:
+        path = locate_calibration(self.config)
+        if self.config.calibration_dir is None and not path.is_file():
             tried = ", ".join(
                 str(calibration_root() / self.model.calibration_kind / n / f"{self.config.id}.json")
                 for n in self.model.calibration_names
@@ -71,7 +69,7 @@ class FeetechArm(Arm):
                 f"with `robot-runtime calibrate --robot ROBOT --arm {self.name}` (or LeRobot's lerobot-calibrate), "
                 "or set calibration_dir in the robot config"
             )
-        return found
+        return path
 
     def connect(self, *, observe_only: bool = False) -> None:
         self._observe_only = observe_only
@@ -166,16 +164,13 @@ class FeetechArm(Arm):
     def _verify_calibration(self, calibration: Calibration) -> None:
         """The motors store their homing offset and limits; a file that disagrees means the wrong arm
         or a stale file, and positions would be silently wrong."""
-        held = {
-            register: self.bus.sync_read(register)
-            for register in ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit")
-        }
+        held = FeetechCalibrationBus(self.bus).held()
         for name in self.motor_names:
             cal = calibration[name]
-            expected = {"Homing_Offset": cal.homing_offset, "Min_Position_Limit": cal.range_min, "Max_Position_Limit": cal.range_max}
-            diff = {r: (v, held[r][name]) for r, v in expected.items() if held[r][name] != v}
+            expected = (cal.homing_offset, cal.range_min, cal.range_max)
+            diff = [(r, f, m) for r, f, m in zip(CALIBRATION_REGISTERS, expected, held[name]) if f != m]
             if diff:
-                detail = ", ".join(f"{r} file {f} motor {m}" for r, (f, m) in diff.items())
+                detail = ", ".join(f"{r} file {f} motor {m}" for r, f, m in diff)
                 raise CalibrationError(
                     f"{self.name}: motor '{name}' on {self.config.port} does not hold the calibration in "
                     f"{self._calibration_source} ({detail}): is the right arm on this port? Otherwise recalibrate it (robot-runtime calibrate --arm {self.name})"

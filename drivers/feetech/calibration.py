@@ -4,16 +4,30 @@ read back before anyone relies on them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from calibration.procedure import Encoder, MissingMotor, MotorReading
-from calibration.store import CalibrationError
+from calibration.store import CalibrationError, calibration_root, find_calibration_file
 from drivers.feetech.bus import FeetechBus, MotorFaultError, MotorNotRespondingError
+from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.control_table import ERROR_BITS, REGISTERS, RESOLUTION_TICKS
 
 FEETECH_ENCODER = Encoder(resolution_ticks=RESOLUTION_TICKS, max_homing_offset=(1 << REGISTERS["Homing_Offset"].sign_bit) - 1, offset_sign=1)
 CALIBRATION_REGISTERS = ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit")
 _LIVE = (REGISTERS["Present_Position"], REGISTERS["Status"])
 """One sync read from Present_Position to Status covers position, load, voltage, temperature and error bits."""
+
+
+def calibration_path(config: FeetechArmConfig, calibration_dir: Path | None = None) -> Path:
+    """Where an arm's calibration is: `calibration_dir`, the config's folder, the file LeRobot already has
+    for this id, or LeRobot's default location for this arm's kind and id (where a new one goes)."""
+    folder = calibration_dir or config.calibration_dir
+    if folder is not None:
+        return folder / f"{config.id}.json"
+    model = config.arm_model
+    root = calibration_root()
+    found = find_calibration_file(root, model.calibration_kind, model.calibration_names, config.id)
+    return found or root / model.calibration_kind / model.calibration_names[0] / f"{config.id}.json"
 
 
 class FeetechCalibrationBus:
