@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from rich.markup import escape
 from rich.text import Text
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Static
@@ -25,7 +26,10 @@ BAR_CELLS = 24
 REFRESH_HZ = 20.0
 RECHECK_S = 1.0
 """While a motor is missing, the motors are pinged again this often: fixing a cable is seen without a key."""
-COLUMNS = {"id": 3, "motor": 14, "raw": 5, "position": 13, "range": BAR_CELLS, "min": 5, "max": 5, "°C": 4, "V": 5, "load %": 6, "flags": 28}
+COLUMNS = {
+    "id": 3, "motor": 14, "raw": 5, "position": 13, "range": BAR_CELLS, "min": 5, "max": 5,
+    "°C": 4, "V": 5, "load %": 6, "flags": 28,
+}  # fmt: skip
 """Column label to width in cells."""
 
 
@@ -41,7 +45,7 @@ class Outcome:
 
 
 class Confirm(ModalScreen[bool]):
-    BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("y", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
 
     def __init__(self, question: str) -> None:
         super().__init__()
@@ -61,7 +65,7 @@ class CalibrationApp(App[Outcome]):
     Confirm { align: center middle; }
     #question { width: 70; padding: 1 2; border: thick $warning; background: $surface; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "next", "next step"),
         Binding("r", "redo", "check again / record ranges again"),
         Binding("w", "write", "write"),
@@ -149,9 +153,8 @@ class CalibrationApp(App[Outcome]):
         raw = np.array([known.get(m, 0) for m in calibration], dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
             values = normalizer.to_units(raw)
-        return {
-            m: f"{v:+.1f} {mode.unit}" for m, v, mode in zip(calibration, values, self.modes) if m in known and np.isfinite(v)
-        }
+        shown = zip(calibration, values, self.modes, strict=True)
+        return {m: f"{v:+.1f} {mode.unit}" for m, v, mode in shown if m in known and np.isfinite(v)}
 
     def _bar(self, motor: str, position: int | None) -> Text:
         """The encoder turn as a bar: the recorded range filled, the present position marked."""
@@ -194,7 +197,8 @@ class CalibrationApp(App[Outcome]):
             "[b]Support the arm[/]: torque goes off as soon as they do.\n[b]r[/] checks again.",
             Step.HOMING: "[b]1/3 Homing.[/] Torque is off. Move every joint by hand to the [b]middle of its travel[/] "
             "(gripper half open), then press [b]Enter[/]. Motors keep their old calibration until then.",
-            Step.RANGES: "[b]2/3 Ranges.[/] Move each joint slowly to [b]both ends[/] of its travel, one at a time; the bars fill as you go. "
+            Step.RANGES: "[b]2/3 Ranges.[/] Move each joint slowly to [b]both ends[/] of its travel, one at a time; "
+            "the bars fill as you go. "
             f"Free-turning joints ({free}) need no range. Press [b]Enter[/] when every bar is full, [b]r[/] to start over.",
             Step.REVIEW: f"[b]3/3 Review.[/] [b]w[/] writes this calibration to the motors and {escape(str(p.path))}; "
             "[b]r[/] records the ranges again; [b]q[/] quits without writing (the motors get back what they held).",
@@ -213,7 +217,8 @@ class CalibrationApp(App[Outcome]):
         if p.step is Step.REVIEW and p.proposed is not None:
             before = p.existing.file if p.existing is not None else None
             changes = describe(diff(before, p.proposed)) if before else []
-            lines.append(f"changes against {escape(str(p.path))}: " + (", ".join(changes) or "none") if before else f"new file {escape(str(p.path))}")
+            where = escape(str(p.path))
+            lines.append(f"changes against {where}: " + (", ".join(changes) or "none") if before else f"new file {where}")
         elif p.existing is not None and p.step is not Step.WRITTEN:
             lines.append(self._existing_note())
         return "\n".join(lines)

@@ -32,7 +32,9 @@ from robot_runtime.policy.client import PolicyError
 from robot_runtime.policy.mapping import MappingError
 from robot_runtime.robot import ArmError
 
-COMMANDS = (teleop, record, replay, run, serve_policy, eval_offline, dataset, sim, find_cameras, find_port, setup_motors, calibrate)
+COMMANDS = (
+    teleop, record, replay, run, serve_policy, eval_offline, dataset, sim, find_cameras, find_port, setup_motors, calibrate
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

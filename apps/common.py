@@ -21,10 +21,7 @@ from rich.text import Text
 
 from cameras.camera_set import CameraSetStats
 from cameras.sim import SimCamera
-from robot_runtime.config import ArmSpec, ConfigError, RobotConfig
-from robot_runtime.keys import ESTOP, STOP
-from robot_runtime.loop import FixedRateLoop, LoopStats
-from robot_runtime.safety import SafetyFilter
+from robot_runtime.loop import LoopStats
 from robot_runtime.session import Session
 
 console = Console(stderr=True, highlight=False)
@@ -45,7 +42,9 @@ class SimFault:
         spec, _, at = text.partition("@")
         parts = spec.split(":")
         if len(parts) != 3 or not all(parts):
-            raise argparse.ArgumentTypeError(f"--sim-fault {text!r}: expected ARM:JOINT:FAULT[@SECONDS], e.g. follower:wrist_flex:no_reply@3")
+            raise argparse.ArgumentTypeError(
+                f"--sim-fault {text!r}: expected ARM:JOINT:FAULT[@SECONDS], e.g. follower:wrist_flex:no_reply@3"
+            )
         try:
             at_s = float(at) if at else 0.0
         except ValueError:
@@ -67,20 +66,10 @@ def add_robot_choice(parser: argparse.ArgumentParser, *, required: bool = True) 
 
 
 def add_arm_choice(parser: argparse.ArgumentParser) -> None:
-    """--arm: which one arm of the setup a per-arm command (calibrate, setup-motors) works on."""
-    parser.add_argument("--arm", help="the arm's label in the setup, e.g. follower, leader, left_follower (default: the first follower)")
-
-
-def select_arm(config: RobotConfig, label: str | None, family: str) -> ArmSpec:
-    """The arm named by --arm (default: the first follower), which must belong to `family`."""
-    arms = config.followers + config.leaders
-    labels = ", ".join(a.label for a in arms)
-    chosen = next((a for a in arms if a.label == label), None) if label else config.followers[0]
-    if chosen is None:
-        raise ConfigError(f"{config.source}: no arm labelled {label!r} (arms: {labels})")
-    if chosen.family.name != family:
-        raise ConfigError(f"{config.source}: arm {chosen.label!r} is a {chosen.family.name} arm; this command works on {family} bus arms")
-    return chosen
+    """--arm: which one arm of the setup a per-arm command (calibrate, setup-motors, find-port) works on."""
+    parser.add_argument(
+        "--arm", help="the arm's label in the setup, e.g. follower, leader, left_follower (default: the first follower)"
+    )
 
 
 def add_robot_options(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +120,9 @@ def _fault_target(session: Session, fault: SimFault) -> Callable[[], None]:
     if fault.arm == "camera":
         camera = session.cameras.get(fault.joint)
         if not isinstance(camera, SimCamera):
-            raise ValueError(f"--sim-fault: no simulated camera {fault.joint!r} (cameras: {', '.join(session.cameras) or 'none'})")
+            raise ValueError(
+                f"--sim-fault: no simulated camera {fault.joint!r} (cameras: {', '.join(session.cameras) or 'none'})"
+            )
         known, trigger = camera.faults, functools.partial(camera.inject, fault.fault)
     else:
         simulated = session.simulated.get(fault.arm)
@@ -148,24 +139,6 @@ def print_error(error: object) -> None:
     console.print(f"[red]error:[/] {escape(str(error))}")
 
 
-STOP_KEYS_HELP = "keys: space = e-stop (hold, then park), Esc or q = stop and park"
-
-
-def handle_stop_keys(keys: list[str], safety: SafetyFilter, loop: FixedRateLoop) -> None:
-    """Space is the e-stop: the filter holds every target from this tick on and the loop ends, which
-    parks the arm. Esc or q ends the loop normally."""
-    for key in keys:
-        if key == ESTOP:
-            safety.engage_estop("space pressed")
-            loop.stop()
-        elif key == STOP:
-            loop.stop()
-
-
-def stopped_outcome(safety: SafetyFilter, default: str) -> str:
-    return f"e-stop ({safety.estop_reason})" if safety.estopped else default
-
-
 @contextmanager
 def status_line(render: Callable[[], str]) -> Iterator[None]:
     """A one-line live status (rich markup from `render`) refreshed a few times a second, only when
@@ -177,7 +150,9 @@ def status_line(render: Callable[[], str]) -> Iterator[None]:
         yield
 
 
-def report(title: str, stats: LoopStats, extra: dict[str, Any], stats_json: Path | None, cameras: CameraSetStats | None = None) -> None:
+def report(
+    title: str, stats: LoopStats, extra: dict[str, Any], stats_json: Path | None, cameras: CameraSetStats | None = None
+) -> None:
     table = Table(title=title, show_header=False)
     rows = {
         "ticks": f"{stats.ticks}",

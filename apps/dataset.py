@@ -22,12 +22,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     with console.status("checking ...") as status:
-        report = check_dataset(args.path, decode=not args.no_decode, progress=lambda text: status.update(text))
+        report = check_dataset(args.path, decode=not args.no_decode, progress=status.update)
     table = Table(title=f"dataset {args.path}", show_header=False)
     table.add_row("episodes", str(report.episodes))
     table.add_row("frames", str(report.frames))
-    table.add_row("videos decoded", f"{report.videos_decoded} ({report.frames_decoded} frames)" if not args.no_decode else "skipped")
-    table.add_row("result", "[green]OK[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
+    table.add_row(
+        "videos decoded", f"{report.videos_decoded} ({report.frames_decoded} frames)" if not args.no_decode else "skipped"
+    )
+    verdict = "[green]OK[/]" if report.episodes else "[yellow]OK, no episodes yet[/]"
+    table.add_row("result", verdict if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
     console.print(table)
     for note in report.notes:
         console.print(f"note: {note}")

@@ -22,7 +22,9 @@ from robot_runtime.rig import Rig
 def dataset_fps(requested: float | None, config: RobotConfig) -> int:
     fps = requested if requested is not None else config.fps
     if fps != int(fps) or fps <= 0:
-        raise ConfigError(f"{config.source}: key 'fps': datasets need a whole number of frames per second, got {fps:g} (or pass --fps)")
+        raise ConfigError(
+            f"{config.source}: key 'fps': datasets need a whole number of frames per second, got {fps:g} (or pass --fps)"
+        )
     return int(fps)
 
 
@@ -34,12 +36,20 @@ class DatasetOutput:
     run_id: str
 
     @classmethod
-    def open(cls, path: Path, config: RobotConfig, follower: Rig, cameras: CameraSet, fps: int, codec: str, *, resume: bool) -> DatasetOutput:
+    def open(
+        cls, path: Path, config: RobotConfig, follower: Rig, cameras: CameraSet, fps: int, codec: str, *, resume: bool
+    ) -> DatasetOutput:
         videos = {
             name: VideoSettings(codec=codec, fps=fps, width=camera.settings.output_size[0], height=camera.settings.output_size[1])
             for name, camera in cameras.items()
         }
-        spec = DatasetSpec(config.robot_type, fps, tuple(follower.feature_names), {n: (v.height, v.width) for n, v in videos.items()}, {n: v.info for n, v in videos.items()})
+        spec = DatasetSpec(
+            config.robot_type,
+            fps,
+            tuple(follower.feature_names),
+            {n: (v.height, v.width) for n, v in videos.items()},
+            {n: v.info for n, v in videos.items()},
+        )
         writer = DatasetWriter(path, spec, videos, resume=resume)
         output = cls(writer, Pipeline(writer, on_event=console.print), videos, new_run_id())
         output._recover()
@@ -64,14 +74,20 @@ class DatasetOutput:
     def finish(self, summary: Mapping[str, Any], config: RobotConfig) -> tuple[bool, str]:
         """Wait for the commits, then write the manifest: (all committed, manifest path or why not)."""
         if self.pipeline.pending:
-            console.print(f"committing {self.pipeline.pending} episode(s) (final video encode) ... Ctrl-C leaves them staged for --resume")
+            console.print(
+                f"committing {self.pipeline.pending} episode(s) (final video encode) ... Ctrl-C leaves them staged for --resume"
+            )
         try:
             committed = self.pipeline.close()
         except KeyboardInterrupt:
             console.print("stopped waiting: staged episodes are committed by the next `record --resume`")
             committed = False
         try:
-            manifest = str(write_manifest(self.writer.layout, self.run_id, summary, config.resolved, self.writer.written).relative_to(self.writer.root))
+            manifest = str(
+                write_manifest(self.writer.layout, self.run_id, summary, config.resolved, self.writer.written).relative_to(
+                    self.writer.root
+                )
+            )
         except OSError as exc:
             manifest = f"not written ({exc})"
         return committed, manifest

@@ -34,14 +34,18 @@ IMAGE_KEY_PREFIX = image_key("")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("eval-offline", help="compare a policy server's actions with a recorded episode's, without hardware")
+    parser = subparsers.add_parser(
+        "eval-offline", help="compare a policy server's actions with a recorded episode's, without hardware"
+    )
     add_robot_choice(parser)
     parser.add_argument("--dataset", type=Path, required=True, help="dataset directory")
     parser.add_argument("--policy", required=True, metavar="URL", help="policy server, e.g. ws://gpu-box:8000")
     parser.add_argument("--api-key", help="sent as 'Authorization: Api-Key KEY'")
     parser.add_argument("--episode", type=int, default=0, help="episode index (default 0)")
     parser.add_argument("--task_prompt", help="the prompt sent with every observation (default: the episode's task)")
-    parser.add_argument("--stride", type=_positive, help="frames between queries (default: the policy's actions_per_chunk, else 10)")
+    parser.add_argument(
+        "--stride", type=_positive, help="frames between queries (default: the policy's actions_per_chunk, else 10)"
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: DATASET/eval/EPISODE)")
     parser.set_defaults(func=run)
 
@@ -89,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
     prompt = args.task_prompt or episode.task
     out = args.out or args.dataset / "eval" / str(args.episode)
     states, actions = episode.states, episode.actions
-    console.print(escape(f"querying {args.policy} every {stride} frames along episode {args.episode} of {args.dataset} ({len(states)} frames, prompt {prompt!r})"))
+    console.print(
+        escape(
+            f"querying {args.policy} every {stride} frames along episode {args.episode} of {args.dataset} ({len(states)} frames, "
+            f"prompt {prompt!r})"
+        )
+    )
     try:
         with PolicyClient(args.policy, api_key=args.api_key, request_timeout_s=REQUEST_TIMEOUT_S) as client:
             queries = query_episode(client, io, states, _episode_images(dataset, args.episode, io, len(states)), stride, prompt)
@@ -132,10 +141,18 @@ def follower_joints(config: RobotConfig, recorded_names: Sequence[str]) -> tuple
     try:
         rig = Rig({spec.prefix: spec.family.build(spec.config, spec.label) for spec in config.followers}, name="follower")
     except CalibrationError as exc:
-        console.print(f"[yellow]note:[/] {escape(str(exc))}\n      so joint units are taken from the recorded names: degrees, and percent for grippers")
-        return [JointSpec(name.removesuffix(".pos"), "percent" if "gripper" in name else "deg", -math.inf, math.inf) for name in recorded_names], "recorded names"
+        console.print(
+            f"[yellow]note:[/] {escape(str(exc))}\n      so joint units are taken from the recorded names: degrees, and percent "
+            "for grippers"
+        )
+        return [
+            JointSpec(name.removesuffix(".pos"), "percent" if "gripper" in name else "deg", -math.inf, math.inf)
+            for name in recorded_names
+        ], "recorded names"
     if rig.feature_names != list(recorded_names):
-        raise ValueError(f"the dataset records actions for {list(recorded_names)}, but {config.name}'s follower has {rig.feature_names}")
+        raise ValueError(
+            f"the dataset records actions for {list(recorded_names)}, but {config.name}'s follower has {rig.feature_names}"
+        )
     return list(rig.joints), "follower calibration"
 
 
@@ -143,28 +160,39 @@ def _episode_images(dataset: DatasetReader, episode: int, io: PolicyIO, length: 
     """Each frame's images from the cameras the policy uses, decoded in step: one frame per camera in memory."""
     cameras = sorted(set(io.image_sources.values()))
     streams = [dataset.frames(episode, image_key(camera)) for camera in cameras]
-    for _, *frames in zip(range(length), *streams):
-        yield {camera: image for camera, (_, image) in zip(cameras, frames)}
+    for _, *frames in zip(range(length), *streams, strict=False):
+        yield {camera: image for camera, (_, image) in zip(cameras, frames, strict=True)}
 
 
-def query_episode(client: PolicyClient, io: PolicyIO, states: np.ndarray, images: Iterator[dict[str, np.ndarray]], stride: int, prompt: str) -> list[Query]:
+def query_episode(
+    client: PolicyClient, io: PolicyIO, states: np.ndarray, images: Iterator[dict[str, np.ndarray]], stride: int, prompt: str
+) -> list[Query]:
     """Ask the policy at every `stride`-th frame with that frame's recorded state and images."""
     queries = []
-    for frame, (state, frame_images) in enumerate(zip(states, images)):
+    for frame, (state, frame_images) in enumerate(zip(states, images, strict=False)):
         if frame % stride == 0:
             reply = client.infer(io.observation(state, frame_images, prompt))
             queries.append(Query(frame, io.actions(reply.actions), reply.round_trip_s * 1e3))
     return queries
 
 
-def joint_errors(recorded: np.ndarray, queries: Sequence[Query], stride: int, joints: Sequence[JointSpec], names: Sequence[str]) -> list[JointErrors]:
+def joint_errors(
+    recorded: np.ndarray, queries: Sequence[Query], stride: int, joints: Sequence[JointSpec], names: Sequence[str]
+) -> list[JointErrors]:
     """Per joint: how far the first action and the executed part of each chunk are from the recording."""
     differences = [np.abs(_executed_difference(q, stride, recorded)) for q in queries]
     first = np.array([d[0] for d in differences])
     executed = np.concatenate(differences)
     return [
-        JointErrors(name, joint.unit, float(first[:, i].mean()), float(first[:, i].max()), float(executed[:, i].mean()), float(executed[:, i].max()))
-        for i, (name, joint) in enumerate(zip(names, joints))
+        JointErrors(
+            name,
+            joint.unit,
+            float(first[:, i].mean()),
+            float(first[:, i].max()),
+            float(executed[:, i].mean()),
+            float(executed[:, i].max()),
+        )
+        for i, (name, joint) in enumerate(zip(names, joints, strict=True))
     ]
 
 
@@ -185,7 +213,10 @@ def error_table(errors: Sequence[JointErrors], summary: dict) -> Table:
     round_trip = summary["round_trip_ms"]
     table = Table(
         title=f"policy vs recorded actions: {summary['queries']} queries, every {summary['stride']} frames",
-        caption=f"round trip p50 / p99: {round_trip['p50']:.1f} / {round_trip['p99']:.1f} ms; units from the {summary['units_from']}",
+        caption=(
+            f"round trip p50 / p99: {round_trip['p50']:.1f} / {round_trip['p99']:.1f} ms; "
+            f"units from the {summary['units_from']}"
+        ),
     )
     for column in ("joint", "unit", "first MAE", "first max", "chunk MAE", "chunk max"):
         table.add_column(column, justify="left" if column in ("joint", "unit") else "right", no_wrap=True)
@@ -194,7 +225,15 @@ def error_table(errors: Sequence[JointErrors], summary: dict) -> Table:
     return table
 
 
-def plot(path: Path, title: str, recorded: np.ndarray, queries: Sequence[Query], stride: int, joints: Sequence[JointSpec], names: Sequence[str]) -> None:
+def plot(
+    path: Path,
+    title: str,
+    recorded: np.ndarray,
+    queries: Sequence[Query],
+    stride: int,
+    joints: Sequence[JointSpec],
+    names: Sequence[str],
+) -> None:
     """One panel per joint: the recorded actions, and each chunk from its query frame (the executed part
     solid, the rest faint)."""
     from matplotlib.figure import Figure  # imported here: it costs every other command half a second at start-up
@@ -202,7 +241,7 @@ def plot(path: Path, title: str, recorded: np.ndarray, queries: Sequence[Query],
     figure = Figure(figsize=(11, 1.9 * len(names) + 0.6), layout="constrained")
     axes = figure.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     frames = np.arange(len(recorded))
-    for i, (ax, name, joint) in enumerate(zip(axes, names, joints)):
+    for i, (ax, name, joint) in enumerate(zip(axes, names, joints, strict=True)):
         ax.plot(frames, recorded[:, i], color="black", linewidth=1.2, label="recorded")
         for q in queries:
             span = q.frame + np.arange(len(q.actions))

@@ -57,18 +57,16 @@ def show(found: Discovery) -> None:
             table.add_row("[red]error[/]", device.error)
         console.print(table)
         snippets[f"camera_{len(snippets) + 1}"] = device.config()
-    for device in found.realsense:
-        table = _table(f"RealSense: {device.name}")
-        table.add_row("serial", device.serial)
-        table.add_row("firmware", device.firmware)
-        table.add_row(
-            "usb",
-            device.usb + ("  [yellow]USB 2: use a USB 3 port and cable for full modes and rates[/]" if device.on_usb2 else ""),
-        )
-        table.add_row("colour", _modes(device.colour_modes) or "-")
-        table.add_row("depth", _modes(device.depth_modes) or "-")
+    for realsense in found.realsense:
+        table = _table(f"RealSense: {realsense.name}")
+        table.add_row("serial", realsense.serial)
+        table.add_row("firmware", realsense.firmware)
+        usb2_advice = "  [yellow]USB 2: use a USB 3 port and cable for full modes and rates[/]"
+        table.add_row("usb", realsense.usb + (usb2_advice if realsense.on_usb2 else ""))
+        table.add_row("colour", _modes(realsense.colour_modes) or "-")
+        table.add_row("depth", _modes(realsense.depth_modes) or "-")
         console.print(table)
-        snippets[f"camera_{len(snippets) + 1}"] = device.config()
+        snippets[f"camera_{len(snippets) + 1}"] = realsense.config()
     if snippets:
         console.print("paste into the robot's YAML and rename the cameras (names become observation.images.<name>):")
         # Never wrapped or cropped, so it pastes as printed.

@@ -11,17 +11,16 @@ import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.markup import escape
 from rich.table import Table
 
-from apps.common import add_arm_choice, add_robot_choice, console, print_error, select_arm
-from drivers.feetech.bus import DIALOUT_FIX, BusError, Motor, MotorNotRespondingError
-from drivers.feetech.config import FeetechArmConfig
-from drivers.feetech.models import SO_MOTORS
-from drivers.feetech.sim_usb import SimulatedUsbBench
+from apps.arm_tool import tool_arm
+from apps.common import add_arm_choice, add_robot_choice, console, print_error
 from robot_runtime.config import ArmSpec, ConfigError, RobotConfig, load_robot_config
-from robot_runtime.ports import PortSource, Replug, SerialPort, list_serial_ports, watch_replug
+from robot_runtime.family_tools import ArmPorts, FindPort, FindPortRequest, MotorCheck, UsbBench
+from robot_runtime.ports import DIALOUT_FIX, SERIAL_LINKS, PortSource, Replug, SerialPort, list_serial_ports, watch_replug
 
 NOTHING_FOUND_HINTS = (
     "check the USB cable: a charge-only cable has no data lines",
@@ -30,13 +29,34 @@ NOTHING_FOUND_HINTS = (
     "in a virtual machine or WSL, pass the USB device through (WSL: usbipd attach)",
 )
 
+SIM_ROBOT = "so100"
+"""The robot whose follower --sim puts behind the simulated adapter when no --robot is given."""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("find-port", help="find the arm's serial port: unplug its USB cable and plug it back when asked")
+    parser = subparsers.add_parser(
+        "find-port", help="find the arm's serial port: unplug its USB cable and plug it back when asked"
+    )
     add_robot_choice(parser, required=False)
     add_arm_choice(parser)
-    parser.add_argument("--timeout-s", type=float, default=60.0, help="give up when no port disappears (or appears) within this many seconds (default 60)")
-    parser.add_argument("--sim", action="store_true", help="a simulated USB bench whose operator unplugs and replugs a simulated arm")
+    parser.add_argument(
+        "--timeout-s",
+        type=float,
+        default=60.0,
+        help="give up when no port disappears (or appears) within this many seconds (default 60)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--serial-links",
+        type=_folder,
+        default=SERIAL_LINKS,
+        metavar="DIR",
+        help=f"the folder of stable port names (by-id/, by-path/) to read (default {SERIAL_LINKS}, where udev makes them); "
+        "a port linked there is watched even when it is no USB adapter, e.g. a serial server's port that socat links in",
+    )
+    where.add_argument(
+        "--sim", action="store_true", help="a simulated USB bench whose operator unplugs and replugs a simulated arm"
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,40 +68,39 @@ class Target:
     arm: ArmSpec
 
     @property
-    def feetech(self) -> FeetechArmConfig:
-        return self.arm.config  # type: ignore[return-value]  # select_arm checked the family
-
-    @property
     def key(self) -> str:
         """The arm's place in the config as --set spells it: followers.0, leaders.1."""
         groups = (("followers", self.config.followers), ("leaders", self.config.leaders))
         return next(f"{group}.{index}" for group, arms in groups for index, arm in enumerate(arms) if arm is self.arm)
 
 
-@dataclass(frozen=True)
-class MotorCheck:
-    """Which of the arm's motors answered on a port, and the bus's own words for what is wrong."""
-
-    port: str
-    baud_bps: int
-    answering: tuple[Motor, ...]
-    missing: tuple[Motor, ...]
-    problem: str | None
+def _folder(text: str) -> Path:
+    """--serial-links names a folder that exists: a mistyped one would quietly watch nothing there."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder (udev's is {SERIAL_LINKS}, once an adapter is plugged in)")
+    return Path(text)
 
 
 def run(args: argparse.Namespace) -> int:
     target = _target(args)
-    motors = target.feetech.arm_model.motors if target else SO_MOTORS
     with contextlib.ExitStack() as stack:
-        bench = stack.enter_context(SimulatedUsbBench([m.id for m in motors])) if args.sim else None
-        replug = find(bench.ports if bench else list_serial_ports, args.timeout_s, bench)
-        checks = {port.device: check_motors(port.stable_path, target.feetech) for port in replug.replugged} if target else {}
+        arm = _arm_ports(target, args.sim, stack)
+        bench = arm.bench if arm else None
+        ports = bench.ports if bench else functools.partial(list_serial_ports, args.serial_links)
+        replug = find(ports, args.timeout_s, bench)
+        checks = {port.device: arm.check(port.stable_path) for port in replug.replugged} if arm and target else {}
     for check in checks.values():
         show_check(check)
     port = _the_arm(replug.replugged, checks)
     if port is None:
-        how = "no single one of them has the arm's motors answering" if target else "pass --robot to ping the arm's motors on each"
-        print_error(f"{len(replug.replugged)} ports appeared: unplug only the arm's cable (not a hub it shares) and run again, or {how}")
+        how = (
+            "no single one of them has the arm's motors answering"
+            if target
+            else "pass --robot to ping the arm's motors on each"
+        )
+        print_error(
+            f"{len(replug.replugged)} ports appeared: unplug only the arm's cable (not a hub it shares) and run again, or {how}"
+        )
         return 1
     show_advice(port, target, simulated=bench is not None)
     problem = checks[port.device].problem if target else None
@@ -97,10 +116,24 @@ def _target(args: argparse.Namespace) -> Target | None:
             raise ConfigError("--arm and --set need --robot: they pick an arm of a robot config")
         return None
     config = load_robot_config(args.robot, args.overrides)
-    return Target(config, select_arm(config, args.arm, "feetech"))
+    return Target(config, _find_port_hook(config, args.arm)[0])
 
 
-def find(list_ports: PortSource, timeout_s: float, bench: SimulatedUsbBench | None = None) -> Replug:
+def _find_port_hook(config: RobotConfig, label: str | None) -> tuple[ArmSpec, FindPort]:
+    return tool_arm(config, label, "find-port", lambda tools: tools.find_port)
+
+
+def _arm_ports(target: Target | None, simulate: bool, stack: contextlib.ExitStack) -> ArmPorts | None:
+    """The family's side: the motor check on the arm's port, and under --sim the bench it is on (without
+    --robot, the bench of SIM_ROBOT's follower)."""
+    if target is None and not simulate:
+        return None
+    config, label = (target.config, target.arm.label) if target else (load_robot_config(SIM_ROBOT, []), None)
+    spec, find_port = _find_port_hook(config, label)
+    return find_port(spec.config, FindPortRequest(simulate), stack)
+
+
+def find(list_ports: PortSource, timeout_s: float, bench: UsbBench | None = None) -> Replug:
     """Show the ports, ask for the unplug (or, with none attached, the plug-in), and report what went and came."""
     before = list_ports()
     if before:
@@ -123,16 +156,17 @@ def port_table(ports: Sequence[SerialPort]) -> Table:
     for column in ("port", "description", "usb id", "serial number", "stable name"):
         table.add_column(column, overflow="fold")
     for port in ports:
-        table.add_row(*(escape(text or "-") for text in (port.device, port.description, port.usb_id, port.serial_number, port.stable_path)))
+        cells = (port.device, port.description, port.usb_id, port.serial_number, port.stable_path)
+        table.add_row(*(escape(text or "-") for text in cells))
     return table
 
 
 def describe(port: SerialPort) -> str:
     details = ", ".join(filter(None, (port.description, port.usb_id, port.serial_number and f"serial {port.serial_number}")))
-    return escape(f"{port.device} ({details})")
+    return escape(f"{port.device} ({details})" if details else port.device)
 
 
-def _show_unplugged(ports: tuple[SerialPort, ...], bench: SimulatedUsbBench | None) -> None:
+def _show_unplugged(ports: tuple[SerialPort, ...], bench: UsbBench | None) -> None:
     if len(ports) == 1:
         console.print(f"disappeared: {describe(ports[0])}", soft_wrap=True)
     else:
@@ -149,7 +183,9 @@ def _show_replugged(replug: Replug) -> None:
         console.print(f"{len(replug.replugged)} ports appeared at once:")
     was = [port.device for port in replug.unplugged]
     for port in replug.replugged:
-        renamed = f" [yellow](was {escape(', '.join(was))}: device names change on replug)[/]" if was and port.device not in was else ""
+        renamed = ""
+        if was and port.device not in was:
+            renamed = f" [yellow](was {escape(', '.join(was))}: device names change on replug)[/]"
         console.print(f"appeared: {describe(port)}{renamed}", soft_wrap=True)
         console.print(f"  stable name: {escape(port.stable_path)} ({_why_stable(port)})", soft_wrap=True)
         if not os.access(port.device, os.R_OK | os.W_OK):
@@ -168,28 +204,6 @@ def _why_stable(port: SerialPort) -> str:
             "this one holds while the cable stays in the same USB socket"
         )
     return "no /dev/serial link for it: the device name may change after a replug or a reboot"
-
-
-def check_motors(port: str, config: FeetechArmConfig) -> MotorCheck:
-    """Ping every motor of the arm on `port` at the config's baud rate and check their models."""
-    motors = config.arm_model.motors
-    bus = config.bus(port)
-    try:
-        bus.open()
-    except BusError as exc:
-        return MotorCheck(port, config.baudrate, (), motors, str(exc))
-    missing_ids: tuple[int, ...] = ()
-    problem = None
-    try:
-        bus.check_motors()
-    except MotorNotRespondingError as exc:
-        missing_ids, problem = exc.motor_ids, str(exc)
-    except BusError as exc:  # every motor answered; one reports another model
-        problem = str(exc)
-    finally:
-        bus.close()
-    answering = tuple(m for m in motors if m.id not in missing_ids)
-    return MotorCheck(port, config.baudrate, answering, tuple(m for m in motors if m.id in missing_ids), problem)
 
 
 def show_check(check: MotorCheck) -> None:
@@ -221,11 +235,14 @@ def show_advice(port: SerialPort, target: Target | None, *, simulated: bool) -> 
     """The config change, printed unwrapped so it pastes as printed."""
     path = port.stable_path
     key = target.key if target else "followers.0"
-    console.print(f"the arm is on {escape(path)}" + (" (simulated: this link exists only while find-port --sim runs)" if simulated else ""), soft_wrap=True)
+    lasts = " (simulated: this link exists only while find-port --sim runs)" if simulated else ""
+    console.print(f"the arm is on {escape(path)}{lasts}", soft_wrap=True)
     if target:
         console.print(f"use it for the {target.arm.label} of {target.config.name}:")
     else:
-        console.print("use it as the arm's port in the robot config (leaders.N for a leader; --robot R picks the key and pings the motors):")
+        console.print(
+            "use it as the arm's port in the robot config (leaders.N for a leader; --robot R picks the key and pings the motors):"
+        )
     console.print(f"  --set {key}.port={path}", soft_wrap=True, markup=False, highlight=False)
     where = f"{target.config.source}, the {target.arm.label} entry under {key.split('.')[0]}" if target else "the arm's entry"
     console.print(f"or in {escape(str(where))}:", soft_wrap=True)

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from apps.common import add_robot_options, console, print_error, report, scheduled_faults, status_line
+from apps.common import add_robot_options, console, print_error
 from apps.dataset_output import DatasetOutput, dataset_fps
-from cameras.base import CameraError
+from apps.runner import ControlCommand, Outcome, RunOptions, run_control, where
 from cameras.camera_set import CameraSet
-from recorders.dataset import DatasetError
-from recorders.video import VIDEO_CODECS, VideoError
-from robot_runtime.config import ConfigError, load_robot_config
-from robot_runtime.keys import HELP, KeyReader
-from robot_runtime.loop import FixedRateLoop
+from recorders.video import VIDEO_CODECS
+from robot_runtime.config import ConfigError, RobotConfig, load_robot_config
+from robot_runtime.keys import HELP
+from robot_runtime.loop import FixedRateLoop, Tick
 from robot_runtime.recording import Phase, RecordingRun, RecordPlan
-from robot_runtime.robot import ArmError
 from robot_runtime.session import Session
 from robot_runtime.teleop import Teleop
-
-log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,70 +47,103 @@ def _check_plan(args: argparse.Namespace) -> None:
         raise ValueError("--task must describe the episodes")
 
 
+class RecordCommand(ControlCommand):
+    keys_help = HELP
+
+    def __init__(self, config: RobotConfig, args: argparse.Namespace) -> None:
+        if not config.leaders:
+            raise ConfigError(f"{config.source}: record needs at least one entry under 'leaders' to teleoperate")
+        self.config = config
+        self.args = args
+        self.title = f"record {config.name}"
+        self.fps = dataset_fps(args.fps, config)
+        self.plan = RecordPlan(args.episodes, args.episode_time, args.reset_time, args.task.strip())
+        self.output: DatasetOutput
+        self.recording: RecordingRun
+        self._keys: list[str] = []
+
+    @property
+    def rate_hz(self) -> float:
+        return self.fps
+
+    @property
+    def done(self) -> bool:
+        return self.recording.done
+
+    def start(self, session: Session) -> str:
+        assert session.leader is not None
+        self.session = session
+        self.output = DatasetOutput.open(
+            self.args.dataset,
+            self.config,
+            session.follower,
+            session.cameras,
+            self.fps,
+            self.args.video_codec,
+            resume=self.args.resume,
+        )
+        teleop = Teleop(session.leader, session.follower, self.config.safety, self.fps, session.cameras)
+        self.filter = teleop.filter
+        teleop.start()
+        self.recording = RecordingRun(
+            teleop,
+            self.output.writer,
+            self.output.pipeline,
+            self.plan,
+            self.output.videos,
+            self._take_keys,
+            console.print,
+            first_index=self.output.next_index,
+        )
+        cameras = ", ".join(session.cameras) or "none"
+        into = f"into {self.args.dataset} at {self.fps} Hz"
+        return f"record [bold]{self.config.name}[/] on {where(session)} {into}, cameras: {cameras}"
+
+    def on_keys(self, keys: list[str], stop: Callable[[], None]) -> None:
+        """The recording reads the keys itself: next, re-record, stop and e-stop end or discard episodes."""
+        self._keys = keys
+
+    def _take_keys(self) -> list[str]:
+        keys, self._keys = self._keys, []
+        return keys
+
+    def tick(self, tick: Tick) -> None:
+        self.recording.tick(tick)
+
+    def status(self, loop: FixedRateLoop) -> str:
+        return _status(self.recording, self.session.cameras, loop)
+
+    def ended(self, outcome: Outcome) -> None:
+        if outcome.failure is not None or outcome.label.startswith("interrupted"):
+            self.recording.interrupt()
+
+    def finish(self, outcome: Outcome) -> tuple[bool, dict[str, Any]]:
+        recording, writer, pipeline = self.recording, self.output.writer, self.output.pipeline
+        summary = {
+            "command": "record",
+            "task": self.plan.task,
+            "episodes_recorded": recording.recorded,
+            "outcome": outcome.label,
+            "simulated": self.args.sim,
+        }
+        committed, manifest = self.output.finish(summary, self.config)
+        for error in pipeline.errors:
+            print_error(error)
+        return committed, {
+            "dataset": str(self.args.dataset),
+            "episodes recorded": recording.recorded,
+            "episodes re-recorded": recording.rerecorded,
+            "episodes in dataset": len(writer.episodes),
+            "frames in dataset": writer.total_frames,
+            "manifest": manifest,
+            "episode_times": [asdict(t) for t in pipeline.times.values()],
+        }
+
+
 def run(args: argparse.Namespace) -> int:
     _check_plan(args)
     config = load_robot_config(args.robot, args.overrides)
-    if not config.leaders:
-        raise ConfigError(f"{config.source}: record needs at least one entry under 'leaders' to teleoperate")
-    fps = dataset_fps(args.fps, config)
-    plan = RecordPlan(args.episodes, args.episode_time, args.reset_time, args.task.strip())
-    loop = FixedRateLoop(fps)
-    failure: Exception | None = None
-    outcome = "done"
-    with Session(config, sim=args.sim, with_cameras=not args.no_cameras) as session:
-        assert session.leader is not None
-        output = DatasetOutput.open(args.dataset, config, session.follower, session.cameras, fps, args.video_codec, resume=args.resume)
-        writer, pipeline = output.writer, output.pipeline
-        teleop = Teleop(session.leader, session.follower, config.safety, fps, session.cameras)
-        teleop.start()
-        with KeyReader() as keys:
-            recording = RecordingRun(teleop, writer, pipeline, plan, output.videos, keys.poll, console.print, first_index=output.next_index)
-            where = "simulated hardware" if args.sim else ", ".join(spec.config.port for spec in config.followers + config.leaders)
-            console.print(f"record [bold]{config.name}[/] on {where} into {args.dataset} at {fps} Hz, cameras: {', '.join(session.cameras) or 'none'}")
-            console.print(HELP if keys.enabled else "stdin is not a terminal: recording unattended to the end (Ctrl-C stops)")
-
-            def tick(t):  # noqa: ANN001 - the loop's Tick
-                recording.tick(t)
-                if recording.done:
-                    loop.stop()
-
-            with scheduled_faults(session, args.sim_fault), status_line(functools.partial(_status, recording, session.cameras, loop)):
-                try:
-                    loop.run(tick)
-                except KeyboardInterrupt:
-                    outcome = "interrupted (Ctrl-C)"
-                    recording.interrupt()
-                except (ArmError, CameraError, DatasetError, VideoError) as exc:
-                    failure, outcome = exc, "error"
-                    recording.interrupt()
-                except Exception as exc:
-                    log.exception("recording stopped by an unexpected error")
-                    failure, outcome = exc, f"error ({type(exc).__name__})"
-                    recording.interrupt()
-        console.print("parking the follower and switching torque off ...")
-    run_summary = {"command": "record", "task": plan.task, "episodes_recorded": recording.recorded, "outcome": outcome, "simulated": args.sim}
-    committed, manifest = output.finish(run_summary, config)
-    extra = {
-        "robot": config.name,
-        "dataset": str(args.dataset),
-        "outcome": outcome,
-        "episodes recorded": recording.recorded,
-        "episodes re-recorded": recording.rerecorded,
-        "episodes in dataset": len(writer.episodes),
-        "frames in dataset": writer.total_frames,
-        "manifest": manifest,
-        "episode_times": [asdict(t) for t in pipeline.times.values()],
-        "safety_interventions": teleop.filter.interventions.as_dict(),
-        "stop": [asdict(r) for r in session.stop_reports],
-    }
-    report(f"record {config.name}", loop.stats(), extra, args.stats_json, session.cameras.stats())
-    for stop in session.stop_reports:
-        console.print(stop.describe(), style=None if stop.torque_safe else "red")
-    for error in pipeline.errors:
-        print_error(error)
-    if failure is not None:
-        print_error(failure)
-    return 0 if failure is None and committed and session.stopped_safely else 1
+    return run_control(RecordCommand(config, args), config, RunOptions.from_args(args))
 
 
 def _status(recording: RecordingRun, cameras: CameraSet, loop: FixedRateLoop) -> str:

@@ -3,75 +3,75 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from apps.common import STOP_KEYS_HELP, add_robot_choice, console, handle_stop_keys, print_error, report, stopped_outcome
-from cameras.base import CameraError
+from apps.common import add_robot_options
+from apps.runner import ControlCommand, Outcome, RunOptions, run_control
 from recorders.layout import ACTION
 from recorders.reader import DatasetReader
-from robot_runtime.config import load_robot_config
-from robot_runtime.keys import KeyReader
-from robot_runtime.loop import FixedRateLoop
+from robot_runtime.config import RobotConfig, load_robot_config
+from robot_runtime.loop import Tick
 from robot_runtime.replay import Replay
-from robot_runtime.robot import ArmError
 from robot_runtime.session import Session
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("replay", help="drive the follower through a recorded episode's actions")
-    add_robot_choice(parser)
-    parser.add_argument("--sim", action="store_true", help="replace every configured port with a simulator")
+    add_robot_options(parser)
     parser.add_argument("--dataset", type=Path, required=True, help="dataset directory")
     parser.add_argument("--episode", type=int, required=True, help="episode index")
     parser.add_argument("--stats-json", type=Path, help="write the replay statistics to this JSON file")
     parser.set_defaults(func=run)
 
 
+class ReplayCommand(ControlCommand):
+    with_leaders = False
+    with_cameras = False
+    done_label = "episode replayed"
+
+    def __init__(self, config: RobotConfig, dataset_path: Path, index: int) -> None:
+        self.config = config
+        self.dataset_path = dataset_path
+        self.index = index
+        self.dataset = DatasetReader(dataset_path)
+        self.episode = self.dataset.episode(index)
+        self.recorded_joints = self.dataset.info["features"][ACTION]["names"]
+        self.title = f"replay episode {index}"
+        self.replay: Replay
+
+    @property
+    def rate_hz(self) -> float:
+        return self.dataset.fps
+
+    @property
+    def done(self) -> bool:
+        return self.replay.done
+
+    def start(self, session: Session) -> str:
+        if self.recorded_joints != session.follower.feature_names:
+            follower = f"{self.config.name}'s follower has {session.follower.feature_names}"
+            raise ValueError(f"{self.dataset_path} records actions for {self.recorded_joints}, but {follower}")
+        self.replay = Replay(session.follower, self.episode.actions, self.config.safety, self.dataset.fps)
+        self.filter = self.replay.filter
+        self.replay.start()
+        what = f"episode {self.index} of {self.dataset_path} ({len(self.episode.actions)} frames, {self.episode.task!r})"
+        return f"replaying {what} on {self.config.name}: Ctrl-C to stop"
+
+    def tick(self, tick: Tick) -> None:
+        self.replay.tick(tick)
+
+    def finish(self, outcome: Outcome) -> tuple[bool, dict[str, Any]]:
+        replay = self.replay
+        tracking = "none: no frame was replayed"
+        if replay.tracking_error:
+            worst = np.max(replay.tracking_error, axis=0)
+            tracking = ", ".join(f"{name} {e:.3g}" for name, e in zip(self.recorded_joints, worst, strict=True))
+        return True, {"frames replayed": f"{replay.played} / {len(self.episode.actions)}", "max tracking error": tracking}
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_robot_config(args.robot, args.overrides)
-    dataset = DatasetReader(args.dataset)
-    episode = dataset.episode(args.episode)
-    recorded_joints = dataset.info["features"][ACTION]["names"]
-    failure: Exception | None = None
-    outcome = "episode replayed"
-    with Session(config, sim=args.sim, with_leaders=False, with_cameras=False) as session:
-        if recorded_joints != session.follower.feature_names:
-            raise ValueError(f"{args.dataset} records actions for {recorded_joints}, but {config.name}'s follower has {session.follower.feature_names}")
-        replay = Replay(session.follower, episode.actions, config.safety, dataset.fps)
-        loop = FixedRateLoop(dataset.fps)
-        replay.start()
-        console.print(f"replaying episode {args.episode} of {args.dataset} ({len(episode.actions)} frames, {episode.task!r}) on {config.name}: Ctrl-C to stop")
-
-        def tick(t):  # noqa: ANN001 - the loop's Tick
-            handle_stop_keys(keys.poll(), replay.filter, loop)
-            replay.tick(t)
-            if replay.done:
-                loop.stop()
-
-        try:
-            with KeyReader() as keys:
-                if keys.enabled:
-                    console.print(STOP_KEYS_HELP)
-                loop.run(tick)
-            outcome = stopped_outcome(replay.filter, outcome)
-        except KeyboardInterrupt:
-            outcome = "interrupted (Ctrl-C)"
-        except (ArmError, CameraError) as exc:
-            failure, outcome = exc, "hardware error"
-        console.print("parking the follower and switching torque off ...")
-    error = np.max(replay.tracking_error, axis=0) if replay.tracking_error else np.zeros(0)
-    extra = {
-        "robot": config.name,
-        "outcome": outcome,
-        "frames replayed": f"{replay.played} / {len(episode.actions)}",
-        "max tracking error": ", ".join(f"{name} {e:.1f}" for name, e in zip(recorded_joints, error)),
-        "safety_interventions": replay.filter.interventions.as_dict(),
-        "stop": [asdict(r) for r in session.stop_reports],
-    }
-    report(f"replay episode {args.episode}", loop.stats(), extra, args.stats_json)
-    if failure is not None:
-        print_error(failure)
-    return 0 if failure is None and session.stopped_safely else 1
+    return run_control(ReplayCommand(config, args.dataset, args.episode), config, RunOptions.from_args(args))

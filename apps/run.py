@@ -4,164 +4,209 @@ logged while the arm, connected observe-only, provably stays still (`--mode test
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import logging
 import os
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from apps.common import (
-    STOP_KEYS_HELP,
-    add_loop_options,
-    add_robot_options,
-    console,
-    handle_stop_keys,
-    print_error,
-    report,
-    scheduled_faults,
-    status_line,
-    stopped_outcome,
-)
+from apps.common import add_loop_options, add_robot_options
 from apps.dataset_output import DatasetOutput, dataset_fps
-from cameras.base import CameraError
+from apps.runner import ControlCommand, Outcome, RunOptions, run_control
 from recorders.action_log import ActionLog
-from recorders.dataset import DatasetError
 from recorders.episode import EpisodeRecorder
 from recorders.manifest import new_run_id
 from recorders.video import VIDEO_CODECS
-from robot_runtime.config import load_robot_config
-from robot_runtime.keys import KeyReader
+from robot_runtime.config import RobotConfig, load_robot_config
 from robot_runtime.loop import FixedRateLoop, Tick, percentile_ms
 from robot_runtime.policy.chunks import ChunkScheduler, Scheduling
-from robot_runtime.policy.client import PolicyClient, PolicyError
-from robot_runtime.policy.control import Phase, PolicyControl, PolicyStep, SafetyStop
+from robot_runtime.policy.client import PolicyClient
+from robot_runtime.policy.control import Phase, PolicyControl, PolicyStep
 from robot_runtime.policy.mapping import PolicyIO
 from robot_runtime.policy.worker import InferenceWorker
-from robot_runtime.robot import ArmError
 from robot_runtime.session import Session
-
-log = logging.getLogger(__name__)
 
 API_KEY_ENV = "ROBOT_RUNTIME_POLICY_API_KEY"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("run", help="let a policy server drive the follower (autonomous), or only log its actions (test)")
+    parser = subparsers.add_parser(
+        "run", help="let a policy server drive the follower (autonomous), or only log its actions (test)"
+    )
     add_robot_options(parser)
     add_loop_options(parser)
-    parser.add_argument("--mode", choices=("test", "autonomous"), required=True, help="test: query and log, the arm never moves; autonomous: execute")
-    parser.add_argument("--task_prompt", "--task-prompt", dest="task_prompt", required=True, help='the instruction sent with every observation, e.g. "fold the towel"')
+    parser.add_argument(
+        "--mode",
+        choices=("test", "autonomous"),
+        required=True,
+        help="test: query and log, the arm never moves; autonomous: execute",
+    )
+    parser.add_argument(
+        "--task_prompt",
+        "--task-prompt",
+        dest="task_prompt",
+        required=True,
+        help='the instruction sent with every observation, e.g. "fold the towel"',
+    )
     parser.add_argument("--policy", default="ws://localhost:8000", help="policy server URL (default ws://localhost:8000)")
-    parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"sent as 'Authorization: Api-Key KEY' (default: ${API_KEY_ENV})")
+    parser.add_argument(
+        "--api-key", default=os.environ.get(API_KEY_ENV), help=f"sent as 'Authorization: Api-Key KEY' (default: ${API_KEY_ENV})"
+    )
     parser.add_argument("--action-log", type=Path, help="JSON lines, one per tick (default in test mode: logs/run-<id>.jsonl)")
-    parser.add_argument("--record", type=Path, metavar="DATASET", help="record the run as one episode of this dataset (created or appended to)")
+    parser.add_argument(
+        "--record", type=Path, metavar="DATASET", help="record the run as one episode of this dataset (created or appended to)"
+    )
     parser.add_argument("--video-codec", choices=VIDEO_CODECS, default="av1", help="with --record: the final video codec")
-    parser.add_argument("--actions-per-chunk", type=int, help="actions executed from each chunk (default: the robot config's policy section, else the whole chunk)")
-    parser.add_argument("--scheduling", choices=[s.value for s in Scheduling], default="async", help="async (default): ask for the next chunk early, the loop never waits; sync: ask when a chunk is used up and wait")
-    parser.add_argument("--ensemble", type=float, metavar="M", help="temporal ensembling: average overlapping chunks with weights exp(-M*i)")
-    parser.add_argument("--request-timeout-s", type=float, default=5.0, help="a reply later than this counts as failed (default 5)")
-    parser.add_argument("--first-reply-s", type=float, default=60.0, help="how long the first inference may take; servers compile on it (default 60)")
+    parser.add_argument(
+        "--actions-per-chunk",
+        type=int,
+        help="actions executed from each chunk (default: the robot config's policy section, else the whole chunk)",
+    )
+    parser.add_argument(
+        "--scheduling",
+        choices=[s.value for s in Scheduling],
+        default="async",
+        help="async (default): ask for the next chunk early, the loop never waits; sync: ask when a chunk is used up and wait",
+    )
+    parser.add_argument(
+        "--ensemble", type=float, metavar="M", help="temporal ensembling: average overlapping chunks with weights exp(-M*i)"
+    )
+    parser.add_argument(
+        "--request-timeout-s", type=float, default=5.0, help="a reply later than this counts as failed (default 5)"
+    )
+    parser.add_argument(
+        "--first-reply-s",
+        type=float,
+        default=60.0,
+        help="how long the first inference may take; servers compile on it (default 60)",
+    )
     parser.set_defaults(func=run)
+
+
+class RunCommand(ControlCommand):
+    with_leaders = False
+
+    def __init__(self, config: RobotConfig, args: argparse.Namespace, client: PolicyClient, metadata: dict) -> None:
+        if args.actions_per_chunk is not None and args.actions_per_chunk < 1:
+            raise ValueError(f"--actions-per-chunk must be at least 1, got {args.actions_per_chunk}")
+        self.config = config
+        self.args = args
+        self.client = client
+        self.metadata = metadata
+        self.moving = args.mode == "autonomous"
+        self.observe_only = not self.moving
+        self.title = f"run {args.mode} {config.name}"
+        self._rate_hz = args.fps or config.fps
+        self.fps = dataset_fps(args.fps, config) if args.record else None
+        self.action_log_path = args.action_log or (Path("logs") / f"run-{new_run_id()}.jsonl" if args.mode == "test" else None)
+        self.action_log: ActionLog | None = None
+        self.output: DatasetOutput | None = None
+        self.episode: EpisodeRecorder | None = None
+        self.control: PolicyControl
+        self.scheduler: ChunkScheduler
+        self.worker: InferenceWorker
+
+    @property
+    def rate_hz(self) -> float:
+        return self._rate_hz
+
+    def start(self, session: Session) -> str:
+        args, config = self.args, self.config
+        io = PolicyIO.build(
+            config.policy, session.follower.joints, session.follower.feature_names, list(session.cameras), config.source
+        )
+        self.scheduler = ChunkScheduler(
+            Scheduling(args.scheduling), args.actions_per_chunk or io.actions_per_chunk, ensemble_m=args.ensemble
+        )
+        self.worker = InferenceWorker(self.client, io, args.task_prompt)
+        self.control = PolicyControl(
+            session.follower,
+            self.worker,
+            self.scheduler,
+            config.safety,
+            self.rate_hz,
+            move=self.moving,
+            cameras=session.cameras,
+            first_reply_s=args.first_reply_s,
+            request_timeout_s=args.request_timeout_s,
+        )
+        self.filter = self.control.filter
+        if self.fps is not None:  # --record
+            self.output = DatasetOutput.open(
+                args.record, config, session.follower, session.cameras, self.fps, args.video_codec, resume=True
+            )
+        if self.action_log_path is not None:
+            self.action_log = ActionLog(self.action_log_path, _header(args, session.follower.feature_names, self.metadata, io))
+        self.control.start()
+        return _announce(args, config.name, io, self.metadata, self.rate_hz)
+
+    def tick(self, t: Tick) -> None:
+        step = self.control.tick(t)
+        if self.action_log is not None:
+            self.action_log.add(_row(step))
+        if self.output is not None and step.phase is Phase.POLICY:
+            if self.episode is None:
+                index = self.output.next_index
+                self.episode = EpisodeRecorder(
+                    self.output.writer.staging_dir(index),
+                    index,
+                    self.output.writer.spec,
+                    self.output.videos,
+                    self.args.task_prompt,
+                    t.deadline_s,
+                )
+            self.episode.add(t.start_s, step.state.timestamp_s, step.state.position, step.sent, step.frames)
+
+    def status(self, loop: FixedRateLoop) -> str:
+        return _status(self.control, loop)
+
+    def ended(self, outcome: Outcome) -> None:
+        self.worker.close()
+        if self.action_log is not None:
+            self.action_log.close()
+
+    def finish(self, outcome: Outcome) -> tuple[bool, dict[str, Any]]:
+        args = self.args
+        extra: dict[str, Any] = {
+            "mode": args.mode,
+            "policy": args.policy,
+            "scheduling": args.scheduling,
+            "actions per chunk": self.scheduler.actions_per_chunk or "whole chunk",
+            "policy_stats": self.control.stats.as_dict(self.scheduler, self.rate_hz),
+        }
+        if self.action_log is not None:
+            log_ = self.action_log
+            extra.update({"action log": str(log_.path), "action log rows": log_.written, "action log overflow": log_.overflowed})
+        if self.output is None:
+            return True, extra
+        if self.episode is not None and self.episode.frames:
+            self.output.pipeline.submit(self.episode, {"mode": args.mode, "policy": args.policy, "outcome": outcome.label})
+        elif self.episode is not None:
+            self.output.pipeline.discard(self.episode)
+        summary = {"command": "run", "mode": args.mode, "task": args.task_prompt, "outcome": outcome.label, "simulated": args.sim}
+        committed, manifest = self.output.finish(summary, self.config)
+        extra.update({"dataset": str(args.record), "episodes in dataset": len(self.output.writer.episodes), "manifest": manifest})
+        return committed, extra
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_robot_config(args.robot, args.overrides)
-    rate_hz = args.fps or config.fps
-    fps = dataset_fps(args.fps, config) if args.record else None
-    if args.actions_per_chunk is not None and args.actions_per_chunk < 1:
-        raise ValueError(f"--actions-per-chunk must be at least 1, got {args.actions_per_chunk}")
-    run_id = new_run_id()
-    action_log_path = args.action_log or (Path("logs") / f"run-{run_id}.jsonl" if args.mode == "test" else None)
     client = PolicyClient(args.policy, api_key=args.api_key, request_timeout_s=args.request_timeout_s)
     metadata = client.connect()  # before touching the arm: an unreachable server is an error with nothing moved
-    loop = FixedRateLoop(rate_hz)
-    moving = args.mode == "autonomous"
-    failure: Exception | None = None
-    outcome = "duration reached" if args.duration else "stopped"
-    with Session(config, sim=args.sim, with_leaders=False, with_cameras=not args.no_cameras, observe_only=not moving) as session:
-        io = PolicyIO.build(config.policy, session.follower.joints, session.follower.feature_names, list(session.cameras), config.source)
-        scheduler = ChunkScheduler(Scheduling(args.scheduling), args.actions_per_chunk or io.actions_per_chunk, ensemble_m=args.ensemble)
-        worker = InferenceWorker(client, io, args.task_prompt)
-        control = PolicyControl(session.follower, worker, scheduler, config.safety, rate_hz, move=moving, cameras=session.cameras, first_reply_s=args.first_reply_s, request_timeout_s=args.request_timeout_s)
-        output = DatasetOutput.open(args.record, config, session.follower, session.cameras, fps, args.video_codec, resume=True) if args.record else None
-        episode: EpisodeRecorder | None = None
-        with contextlib.ExitStack() as sinks:
-            action_log = ActionLog(action_log_path, _header(args, session.follower.feature_names, metadata, io)) if action_log_path else None
-            if action_log is not None:
-                sinks.callback(action_log.close)
-            keys = sinks.enter_context(KeyReader())
-            _announce(args, config.name, io, metadata, rate_hz, keys.enabled)
-
-            def tick(t: Tick) -> None:
-                nonlocal episode
-                handle_stop_keys(keys.poll(), control.filter, loop)
-                step = control.tick(t)
-                if action_log is not None:
-                    action_log.add(_row(step))
-                if output is not None and step.phase is Phase.POLICY:
-                    if episode is None:
-                        index = output.next_index
-                        episode = EpisodeRecorder(output.writer.staging_dir(index), index, output.writer.spec, output.videos, args.task_prompt, t.deadline_s)
-                    episode.add(t.start_s, step.state.timestamp_s, step.state.position, step.sent, step.frames)
-
-            control.start()
-            with scheduled_faults(session, args.sim_fault), status_line(functools.partial(_status, control, loop)):
-                try:
-                    loop.run(tick, duration_s=args.duration)
-                    outcome = stopped_outcome(control.filter, outcome)
-                except KeyboardInterrupt:
-                    outcome = "interrupted (Ctrl-C)"
-                except SafetyStop as exc:
-                    failure, outcome = exc, "safety stop"
-                except PolicyError as exc:
-                    failure, outcome = exc, "policy server failure"
-                except (ArmError, CameraError, DatasetError) as exc:
-                    failure, outcome = exc, "hardware error"
-                except Exception as exc:  # still park, report and exit non-zero; -v shows the traceback
-                    log.exception("run stopped by an unexpected error")
-                    failure, outcome = exc, f"error ({type(exc).__name__})"
-            worker.close()
-        if moving:
-            console.print("parking the follower and switching torque off ...")
-    extra = {
-        "robot": config.name,
-        "mode": args.mode,
-        "simulated": args.sim,
-        "outcome": outcome,
-        "policy": args.policy,
-        "scheduling": args.scheduling,
-        "actions per chunk": scheduler.actions_per_chunk or "whole chunk",
-        "policy_stats": control.stats.as_dict(scheduler, rate_hz),
-        "safety_interventions": control.filter.interventions.as_dict(),
-        "stop": [asdict(r) for r in session.stop_reports],
-    }
-    if action_log is not None:
-        extra.update({"action log": str(action_log.path), "action log rows": action_log.written, "action log overflow": action_log.overflowed})
-    committed = True
-    if output is not None:
-        if episode is not None and episode.frames:
-            output.pipeline.submit(episode, {"mode": args.mode, "policy": args.policy, "outcome": outcome})
-        elif episode is not None:
-            output.pipeline.discard(episode)
-        committed, manifest = output.finish({"command": "run", "mode": args.mode, "task": args.task_prompt, "outcome": outcome, "simulated": args.sim}, config)
-        extra.update({"dataset": str(args.record), "episodes in dataset": len(output.writer.episodes), "manifest": manifest})
-    report(f"run {args.mode} {config.name}", loop.stats(), extra, args.stats_json, session.cameras.stats())
-    for stop in session.stop_reports:
-        console.print(stop.describe(), style=None if stop.torque_safe else "red")
-    if failure is not None:
-        print_error(failure)
-    return 0 if failure is None and committed and session.stopped_safely else 1
+    command = RunCommand(config, args, client, metadata)
+    return run_control(command, config, RunOptions.from_args(args))
 
 
-def _announce(args: argparse.Namespace, robot: str, io: PolicyIO, metadata: dict, rate_hz: float, keys: bool) -> None:
-    what = "[bold red]AUTONOMOUS[/]: the policy moves the arm" if args.mode == "autonomous" else "[bold]TEST[/]: actions are logged, the arm does not move"
-    console.print(f"run {robot} at {rate_hz:g} Hz against {args.policy} ({io.config.preset} observations, {args.scheduling} scheduling) — {what}")
-    if metadata:
-        console.print(f"server metadata: {', '.join(f'{k}={v}' for k, v in metadata.items() if not isinstance(v, (dict, list, np.ndarray)))}")
-    console.print(STOP_KEYS_HELP if keys else "stdin is not a terminal: no keys; Ctrl-C stops and parks")
+def _announce(args: argparse.Namespace, robot: str, io: PolicyIO, metadata: dict, rate_hz: float) -> str:
+    what = (
+        "[bold red]AUTONOMOUS[/]: the policy moves the arm"
+        if args.mode == "autonomous"
+        else "[bold]TEST[/]: actions are logged, the arm does not move"
+    )
+    how = f"{io.config.preset} observations, {args.scheduling} scheduling"
+    announcement = f"run {robot} at {rate_hz:g} Hz against {args.policy} ({how}) — {what}"
+    shown = [f"{k}={v}" for k, v in metadata.items() if not isinstance(v, (dict, list, np.ndarray))]
+    return announcement + (f"\nserver metadata: {', '.join(shown)}" if metadata else "")
 
 
 def _header(args: argparse.Namespace, joints: list[str], metadata: dict, io: PolicyIO) -> dict:
@@ -198,6 +243,7 @@ def _status(control: PolicyControl, loop: FixedRateLoop) -> str:
     age = stats.ages_ticks[-1] / loop.rate_hz * 1e3 if stats.ages_ticks else float("nan")
     held = control.filter.interventions.held
     return (
-        f"[bold]{control.phase.value}[/] {loop.recent_hz():4.1f} Hz  infer p50 {percentile_ms(recent, 50):4.0f} p99 {percentile_ms(recent, 99):4.0f} ms"
+        f"[bold]{control.phase.value}[/] {loop.recent_hz():4.1f} Hz"
+        f"  infer p50 {percentile_ms(recent, 50):4.0f} p99 {percentile_ms(recent, 99):4.0f} ms"
         f"  chunk age {age:4.0f} ms  chunks {stats.chunks}  held {held}"
     )

@@ -12,7 +12,9 @@ from robot_runtime.policy.server import FAULT_KINDS, Fault, PolicyServer, Served
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("serve-policy", help="serve a recorded episode or a scripted motion as an openpi policy server")
+    parser = subparsers.add_parser(
+        "serve-policy", help="serve a recorded episode or a scripted motion as an openpi policy server"
+    )
     parser.add_argument("--host", default="0.0.0.0", help="interface to listen on (default: all)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000, as openpi)")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -20,10 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--script", action="store_true", help="serve a smooth swing around the first state a client sends")
     parser.add_argument("--episode", type=int, default=0, help="with --replay: the episode index (default: 0)")
     parser.add_argument("--horizon", type=int, default=50, help="actions per reply (default: 50, as pi0)")
-    parser.add_argument("--amplitude", type=float, default=5.0, help="with --script: swing amplitude in the state's units (default: 5)")
+    parser.add_argument(
+        "--amplitude", type=float, default=5.0, help="with --script: swing amplitude in the state's units (default: 5)"
+    )
     parser.add_argument("--period-s", type=float, default=4.0, help="with --script: swing period in seconds (default: 4)")
-    parser.add_argument("--fps", type=float, default=30.0, help="with --script: the time step between the actions of a reply (default: 30)")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="extra delay before every reply, as from a slow model or network")
+    parser.add_argument(
+        "--fps", type=float, default=30.0, help="with --script: the time step between the actions of a reply (default: 30)"
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="extra delay before every reply, as from a slow model or network"
+    )
     parser.add_argument(
         "--fault",
         type=_fault,
@@ -32,7 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="KIND@N[+]",
         help=f"on the Nth request (or from it on, with +) inject a fault: {', '.join(FAULT_KINDS)}; repeatable",
     )
-    parser.add_argument("--stall-s", type=float, default=3600.0, help="how long a stall fault withholds its reply (default: 3600)")
+    parser.add_argument(
+        "--stall-s", type=float, default=3600.0, help="how long a stall fault withholds its reply (default: 3600)"
+    )
     parser.add_argument("--api-key", help="accept only clients sending 'Authorization: Api-Key KEY'")
     parser.set_defaults(func=run)
 
@@ -40,7 +50,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     policy, what = _policy(args)
     server = PolicyServer(
-        policy, host=args.host, port=args.port, latency_s=args.latency_ms / 1000, faults=args.fault, stall_s=args.stall_s, api_key=args.api_key
+        policy,
+        host=args.host,
+        port=args.port,
+        latency_s=args.latency_ms / 1000,
+        faults=args.fault,
+        stall_s=args.stall_s,
+        api_key=args.api_key,
     )
     try:
         server.start()
@@ -64,9 +80,21 @@ def _policy(args: argparse.Namespace) -> tuple[ServedPolicy, str]:
     """The policy to serve and a few words on what it is."""
     if args.script:
         policy = ScriptedPolicy(args.horizon, args.fps, args.amplitude, args.period_s)
-        return policy, f"a scripted swing (amplitude {args.amplitude:g} around the first state sent, period {args.period_s:g} s, {args.fps:g} fps, horizon {args.horizon})"
+        return (
+            policy,
+            (
+                f"a scripted swing (amplitude {args.amplitude:g} around the first state sent, period {args.period_s:g} s, "
+                f"{args.fps:g} fps, horizon {args.horizon})"
+            ),
+        )
     episode = EpisodePolicy.from_dataset(args.replay, args.episode, args.horizon)
-    return episode, f"episode {args.episode} of {args.replay} ({len(episode.actions)} actions at {episode.fps:g} fps, horizon {args.horizon})"
+    return (
+        episode,
+        (
+            f"episode {args.episode} of {args.replay} ({len(episode.actions)} actions at {episode.fps:g} fps, horizon "
+            f"{args.horizon})"
+        ),
+    )
 
 
 def _fault(text: str) -> Fault:

@@ -10,12 +10,10 @@ import sys
 
 from rich.table import Table
 
-from apps.common import add_arm_choice, add_robot_choice, console, select_arm
-from drivers.feetech.bus import Motor
-from drivers.feetech.config import FeetechArmConfig
-from drivers.feetech.setup import MotorSetup, MotorSetupError, assign, baud_code, find_single_motor, setup_order
-from drivers.feetech.sim_factory import FACTORY_BAUD_BPS, FACTORY_ID, REUSED_BAUD_BPS, REUSED_MOTOR, FactoryBench
+from apps.arm_tool import tool_arm
+from apps.common import add_arm_choice, add_robot_choice, console
 from robot_runtime.config import load_robot_config
+from robot_runtime.family_tools import MotorSetup, MotorSetupError, MotorSetupRequest, NamedMotor, SimulatedOperator
 from robot_runtime.robot import ArmError
 
 
@@ -39,39 +37,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_robot_config(args.robot, args.overrides)
-    spec = select_arm(config, args.arm, "feetech")
-    arm: FeetechArmConfig = spec.config  # type: ignore[assignment]
-    motors = setup_order(arm.arm_model.motors, args.motors)
-    baud_code(arm.baudrate)  # a rate the servos cannot take fails before any motor is touched
+    spec, setup_motors = tool_arm(config, args.arm, "setup-motors", lambda tools: tools.setup_motors)
     done: list[MotorSetup] = []
     with contextlib.ExitStack() as stack:
-        bench = stack.enter_context(FactoryBench([m.name for m in arm.arm_model.motors])) if args.sim else None
-        port = bench.simulator.port_path if bench else args.port or arm.port
-        bus = arm.bus(port, motors=())
-        bus.open()
-        stack.callback(bus.close)
+        bench = setup_motors(spec.config, MotorSetupRequest(args.motors, args.port, args.sim), stack)
+        motors = bench.motors
         console.print(
-            f"setting up {len(motors)} motor(s) of {spec.label} ({arm.model}) on {port}: each gets its id and {arm.baudrate} baud. "
-            "New motors all answer as id 1, so only the motor being set up may be connected."
+            f"setting up {len(motors)} motor(s) of {spec.label} ({bench.model}) on {bench.port}: "
+            f"each gets its id and {bench.baud_bps} baud. "
+            f"New motors all answer as id {bench.factory_id}, so only the motor being set up may be connected."
         )
-        if bench:
-            console.print(
-                f"simulated bench: factory-fresh motors (id {FACTORY_ID}, {FACTORY_BAUD_BPS} baud), "
-                f"the {REUSED_MOTOR} one reused at {REUSED_BAUD_BPS} baud"
-            )
+        if bench.simulated:
+            console.print(f"simulated bench: {bench.simulated.description}")
         for index, motor in enumerate(motors):
             console.print(f"connect ONLY the '{motor.name}' motor (id {motor.id}) to the controller board, then press Enter")
             try:
-                _wait_for_operator(motor, bench)
-                found = find_single_motor(bus, motor.name)
-                result = assign(bus, motor, found, arm.baudrate)
+                _wait_for_operator(motor, bench.simulated)
+                result = bench.set_up(motor)
             except ArmError as exc:
                 if done:
-                    console.print(_summary(done, port))
+                    console.print(_summary(done, bench.port))
                 raise MotorSetupError(f"{exc}\nto go on once fixed: {_resume_command(args, spec.label, motors[index:])}") from exc
             done.append(result)
-            console.print(f"{motor.name}: found id {found.id} at {found.baud_bps} baud -> id {result.id} at {result.baud_bps} baud, verified")
-    console.print(_summary(done, port))
+            found, to = result.found, f"id {result.id} at {result.baud_bps} baud"
+            console.print(f"{motor.name}: found id {found.id} at {found.baud_bps} baud -> {to}, verified")
+    console.print(_summary(done, bench.port))
     console.print(
         "next: daisy-chain the motors again (controller board, shoulder_pan, ... gripper), assemble the arm, and calibrate it: "
         f"robot-runtime calibrate --robot {args.robot} --arm {spec.label}"
@@ -79,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for_operator(motor: Motor, bench: FactoryBench | None) -> None:
+def _wait_for_operator(motor: NamedMotor, simulated: SimulatedOperator | None) -> None:
     """Enter on stdin (a pipe works too). The simulated bench plugs the motor in itself and waits only
     for a person at a terminal, so it runs unattended in scripts and CI."""
-    if bench:
-        bench.connect_only(motor.name)
+    if simulated:
+        simulated.connect_only(motor.name)
         console.print(f"(simulated operator: only the '{motor.name}' motor is connected now)")
         if not sys.stdin.isatty():
             return
@@ -109,7 +99,7 @@ def _summary(done: list[MotorSetup], port: str) -> Table:
     return table
 
 
-def _resume_command(args: argparse.Namespace, label: str, remaining: list[Motor]) -> str:
+def _resume_command(args: argparse.Namespace, label: str, remaining: tuple[NamedMotor, ...]) -> str:
     words = ["robot-runtime", "setup-motors", "--robot", args.robot, "--arm", label]
     for override in args.overrides:
         words += ["--set", override]

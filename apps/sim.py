@@ -1,51 +1,42 @@
-"""`robot-runtime sim FAMILY --robot R`: serve a robot's simulated hardware for any client until Ctrl-C."""
+"""`robot-runtime sim FAMILY --robot R`: serve the robot's simulated arms of one family, each on its real
+transport (Feetech buses on pseudo-terminals, WidowX AI controllers on loopback addresses), for any
+client, until Ctrl-C or SIGTERM. What it prints and the commands it takes: robot_runtime.sim_serve."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import threading
+from pathlib import Path
 
 from rich.table import Table
 
-from apps.common import SimFault, add_robot_choice, console
-from robot_runtime.config import ConfigError, load_robot_config
+from apps.common import add_robot_choice, console
+from robot_runtime.config import load_robot_config
+from robot_runtime.sim_serve import COMMANDS, FamilySimulation, serve_family
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("sim", help="serve simulated hardware (e.g. a Feetech bus on a pty) until Ctrl-C")
-    parser.add_argument("family", help="hardware family to simulate, e.g. feetech")
+    parser = subparsers.add_parser("sim", help="serve a family's simulated arms on their real transports until Ctrl-C")
+    parser.add_argument("family", help="the hardware family to simulate: feetech, trossen")
     add_robot_choice(parser)
-    parser.add_argument("--fault", type=SimFault.parse, action="append", default=[], metavar="ARM:JOINT:FAULT[@S]")
+    parser.add_argument(
+        "--write-config", type=Path, metavar="PATH", help="also write the robot YAML pointed at the simulators (for --robot PATH)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_robot_config(args.robot, args.overrides)
-    arms = [a for a in config.followers + config.leaders if a.family.name == args.family]
-    if not arms:
-        raise ConfigError(f"{config.source}: no arm of family {args.family!r}")
-    if config.sim is None:
-        raise ConfigError(f"{config.source}: simulating needs a 'sim' section (start_pose and demo)")
-    stop = threading.Event()
-    with contextlib.ExitStack() as stack:
-        simulated = {spec.label: sim for spec in arms for sim in spec.family.simulate([spec], config.sim, stack)}
-        table = Table(title=f"simulated {args.family} hardware for {config.name}")
-        for column in ("arm", "port", "calibration"):
-            table.add_column(column)
-        for label, sim in simulated.items():
-            table.add_row(label, sim.address, str(getattr(sim.config, "calibration_dir", "")))
-        console.print(table)
-        for fault in args.fault:
-            arm = simulated.get(fault.arm)
-            if arm is None:
-                raise ValueError(f"--fault: no simulated arm {fault.arm!r} (arms: {', '.join(simulated)})")
-            threading.Timer(fault.at_s, arm.inject, (fault.joint, fault.fault)).start()
-        for label, sim in simulated.items():
-            print(f"{label} {sim.address}", flush=True)
-        console.print("serving until Ctrl-C")
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        stop.wait()
+    serve_family(config, args.family, write_config=args.write_config, tell=_tell)
     return 0
+
+
+def _tell(simulation: FamilySimulation) -> None:
+    table = Table(title=f"simulated {simulation.config.name} arms")
+    for column in ("arm", "address", "config changes"):
+        table.add_column(column)
+    for label, arm in simulation.arms.items():
+        entry = arm.key + "."
+        changes = [f"{key.removeprefix(entry)}={value}" for key, value in simulation.overrides.items() if key.startswith(entry)]
+        table.add_row(label, arm.simulated.address, "\n".join(changes))
+    console.print(table)
+    console.print(f"serving until Ctrl-C; commands on stdin, one a line: {COMMANDS}")

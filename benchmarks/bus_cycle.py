@@ -29,7 +29,9 @@ FIRST, LAST = REGISTERS["Present_Position"], REGISTERS["Present_Load"]
 SPAN_BYTES = LAST.address + LAST.size - FIRST.address
 GOAL = REGISTERS["Goal_Position"]
 GOAL_TICKS = 2048
-OUR_DEFAULTS = {name: p.default for name, p in inspect.signature(FeetechBus).parameters.items() if name in ("reply_timeout_ms", "retries")}
+OUR_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(FeetechBus).parameters.items() if name in ("reply_timeout_ms", "retries")
+}
 STOCK_TIMEOUT_MS = stock_port_handler.LATENCY_TIMER * 2.0 + 2.0
 """The SDK's reply window before transfer time: 2 x its 16 ms latency timer + 2 ms."""
 

@@ -55,7 +55,7 @@ def describe_machine() -> Machine:
         cores=os.cpu_count() or 0,
         python=f"{platform.python_implementation()} {platform.python_version()}",
         os_kernel=f"{uname.system} {uname.release} ({_distribution()})",
-        date_utc=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        date_utc=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         load_average_1_5_15=os.getloadavg(),
         packages={p: _version(p) for p in PACKAGES},
     )

@@ -10,6 +10,7 @@ bus and cameras, the inference thread letterboxing and encoding, the websocket r
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -108,12 +109,19 @@ def openpi_observation(io: PolicyIO, state: np.ndarray, images: Mapping[str, np.
     openpi's example clients make it: PIL resize_with_pad per image, then for CHW a transpose view (as
     einops.rearrange gives; encoding copies it into C order)."""
     config, size = io.config, io.config.image_size
-    sized = {name: image_tools.convert_to_uint8(image_tools.resize_with_pad(images[camera], size, size)) for name, camera in io.image_sources.items()}
+    sized = {
+        name: image_tools.convert_to_uint8(image_tools.resize_with_pad(images[camera], size, size))
+        for name, camera in io.image_sources.items()
+    }
     arranged = {name: image.transpose(2, 0, 1) for name, image in sized.items()} if _is_chw(config) else sized
     policy_state = (np.asarray(state, dtype=np.float64)[io.order] * io.scale + io.offset).astype(np.float32)
     if config.preset == "aloha":
         return {"state": policy_state, "images": arranged, "prompt": PROMPT}
-    return {config.state_key: policy_state, **{config.image_key.format(camera=name): image for name, image in arranged.items()}, "prompt": PROMPT}
+    return {
+        config.state_key: policy_state,
+        **{config.image_key.format(camera=name): image for name, image in arranged.items()},
+        "prompt": PROMPT,
+    }
 
 
 def _overhead_row(layout: str, client: str, prepare: Callable[[], dict[str, Any]], samples: int) -> OverheadRow:
@@ -136,8 +144,10 @@ def client_overhead(samples: int) -> list[OverheadRow]:
     for name, io in (("so100", inputs.so100), ("ALOHA", inputs.aloha)):
         layout = f"{name} ({io.config.preset}, {'CHW' if _is_chw(io.config) else 'HWC'} {io.config.image_size})"
         state = np.resize(inputs.position, len(io.order))  # the so100 position repeated onto ALOHA's 14 joints
-        rows.append(_overhead_row(layout, "PolicyIO.observation", lambda io=io, state=state: io.observation(state, inputs.images, PROMPT), samples))
-        rows.append(_overhead_row(layout, "openpi resize_with_pad", lambda io=io, state=state: openpi_observation(io, state, inputs.images), samples))
+        ours = functools.partial(io.observation, state, inputs.images, PROMPT)
+        rows.append(_overhead_row(layout, "PolicyIO.observation", ours, samples))
+        openpi = functools.partial(openpi_observation, io, state, inputs.images)
+        rows.append(_overhead_row(layout, "openpi resize_with_pad", openpi, samples))
     return rows
 
 
@@ -318,7 +328,10 @@ def _logged(run: PolicyRun, log: Callable[[str], None]) -> PolicyRun:
     said = f"run {run.label}: {_outcome(run.process)}"
     if run.loop is not None:
         loop = run.loop
-        said += f", {loop['achieved_hz']:.2f} Hz, period max {loop['period_max_ms']:.1f} ms, lateness p99 {loop['lateness_p99_ms']:.2f} ms, held {run.held}"
+        said += (
+            f", {loop['achieved_hz']:.2f} Hz, period max {loop['period_max_ms']:.1f} ms, "
+            f"lateness p99 {loop['lateness_p99_ms']:.2f} ms, held {run.held}"
+        )
     log(f"[red]{said}[/]" if run.failed else said)
     return run
 
@@ -335,7 +348,10 @@ def policy_benchmark(samples: int, duration_s: float, log: Callable[[str], None]
         runs += _loop_runs(duration_s, False, log)
     with policy_server(BROKER_LATENCY_MS) as url:
         broker = run_broker(url, BROKER_LATENCY_MS, duration_s)
-    log(f"openpi ActionChunkBroker, {BROKER_LATENCY_MS:g} ms: period max {broker.loop['period_max_ms']:.1f} ms, lateness p99 {broker.loop['lateness_p99_ms']:.2f} ms")
+    log(
+        f"openpi ActionChunkBroker, {BROKER_LATENCY_MS:g} ms: period max {broker.loop['period_max_ms']:.1f} ms, lateness p99 "
+        f"{broker.loop['lateness_p99_ms']:.2f} ms"
+    )
     return PolicyResult(overhead, samples, runs, broker, duration_s, kept)
 
 
@@ -348,7 +364,10 @@ def _p50_p99(timing: CallTiming) -> str:
 
 def _overhead_rows(rows: list[OverheadRow]) -> list[tuple[object, ...]]:
     return [
-        (r.layout, r.client, _p50_p99(r.prepare), _p50_p99(r.encode), _p50_p99(r.total), f"{r.total.cpu_per_call_ms:.2f}", f"{r.message_kb:.0f}")
+        (
+            r.layout, r.client, _p50_p99(r.prepare), _p50_p99(r.encode), _p50_p99(r.total), f"{r.total.cpu_per_call_ms:.2f}",
+            f"{r.message_kb:.0f}",
+        )
         for r in rows
     ]
 
@@ -359,7 +378,8 @@ def _overhead_ratios(rows: list[OverheadRow]) -> list[str]:
         ours, openpi = (r for r in rows if r.layout == layout)
         out.append(
             f"- {layout}, ours / openpi: prepare median {ratio(ours.prepare.median_ms, openpi.prepare.median_ms)}, "
-            f"prepare + encode median {ratio(ours.total.median_ms, openpi.total.median_ms)}, p99 {ratio(ours.total.p99_ms, openpi.total.p99_ms)}, "
+            f"prepare + encode median {ratio(ours.total.median_ms, openpi.total.median_ms)}, p99 "
+            f"{ratio(ours.total.p99_ms, openpi.total.p99_ms)}, "
             f"CPU {ratio(ours.total.cpu_per_call_ms, openpi.total.cpu_per_call_ms)}."
         )
     return out
@@ -386,79 +406,118 @@ def policy_section(r: PolicyResult, number: int = 7) -> list[str]:
         "",
         "### Client overhead per query",
         "",
-        ("One observation from three 640x480 camera images (one tick of `run --robot so100 --sim`'s simulated cameras: a "
-        "rendered arm over a gradient and a floor grid, smooth as a real scene is, not noise) and the follower's state, "
-        f"made ready for the server. Each figure is over {r.overhead_samples} calls after {WARMUP_CALLS} warm-up calls, in this process "
-        "alone. *Prepare*: letterbox each image to the square size in the layout column and lay the message out; ours is `PolicyIO.observation` "
-        "(OpenCV, contiguous arrays), openpi's is `image_tools.resize_with_pad` (PIL) per image plus, for ALOHA, a CHW "
-        "transpose view as its example client makes. *Encode*: `openpi_client.msgpack_numpy.Packer().pack`, which both "
-        "clients send with (it copies a transposed view into C order). so100 uses so100.yaml's policy section; ALOHA maps the same cameras to `cam_high`, `cam_left_wrist` and "
-        "`cam_right_wrist` of a 14-joint rig. CPU is process CPU per prepare + encode call (above the wall time: more "
-        "than one core was busy)."),
+        (
+            "One observation from three 640x480 camera images (one tick of `run --robot so100 --sim`'s simulated cameras: a "
+            "rendered arm over a gradient and a floor grid, smooth as a real scene is, not noise) and the follower's state, "
+            f"made ready for the server. Each figure is over {r.overhead_samples} calls after {WARMUP_CALLS} warm-up calls, in "
+            "this process "
+            "alone. *Prepare*: letterbox each image to the square size in the layout column and lay the message out; ours is "
+            "`PolicyIO.observation` "
+            "(OpenCV, contiguous arrays), openpi's is `image_tools.resize_with_pad` (PIL) per image plus, for ALOHA, a CHW "
+            "transpose view as its example client makes. *Encode*: `openpi_client.msgpack_numpy.Packer().pack`, which both "
+            "clients send with (it copies a transposed view into C order). so100 uses so100.yaml's policy section; ALOHA maps "
+            "the same cameras to `cam_high`, `cam_left_wrist` and "
+            "`cam_right_wrist` of a 14-joint rig. CPU is process CPU per prepare + encode call (above the wall time: more "
+            "than one core was busy)."
+        ),
         "",
     ]
     out += _table(
-        ("layout", "client", "prepare median / p99 ms", "encode median / p99 ms", "prepare + encode median / p99 ms", "CPU per call ms", "message KB"),
+        (
+            "layout", "client", "prepare median / p99 ms", "encode median / p99 ms", "prepare + encode median / p99 ms",
+            "CPU per call ms", "message KB",
+        ),
         _overhead_rows(r.overhead),
     )
     out += [*_overhead_ratios(r.overhead), ""]
     out += [
         "### Loop timing while the server thinks",
         "",
-        (f"`robot-runtime run --robot so100 --sim --mode autonomous --fps {RATE_HZ:g} --scheduling sync|async --task_prompt "
-        f"{PROMPT} --policy URL --duration {r.duration_s:g} --stats-json ... --action-log ...` as a subprocess, with so100.yaml's "
-        "three simulated cameras, against `robot-runtime serve-policy --script --horizon "
-        f"{HORIZON} --fps {RATE_HZ:g} --latency-ms X` on loopback (a process of its own, one per latency; it sleeps X ms "
-        f"before each reply). Each reply is {HORIZON} actions, {HORIZON / RATE_HZ:g} s at {RATE_HZ:g} Hz; executed per chunk "
-        f"(so100.yaml's policy.actions_per_chunk, unset: the whole chunk): {_executed(r.runs)}. *sync* asks for the next chunk when the current one is used up and waits for it "
-        "inside the tick, as openpi's ActionChunkBroker does; *async* asks early, from the latencies seen, on the "
-        "inference thread, and never waits. Every run starts by holding until the first chunk arrives and then moves "
-        "smoothly to its first action (at least safety.ramp_s); the policy takes over after that, at *policy from s* "
-        "(from the action log), and these ticks are in the loop figures too. Inference is the client's latency per "
-        "chunk: image preparation, encoding, the round trip with the server's sleep, decoding."),
+        (
+            f"`robot-runtime run --robot so100 --sim --mode autonomous --fps {RATE_HZ:g} --scheduling sync|async --task_prompt "
+            f"{PROMPT} --policy URL --duration {r.duration_s:g} --stats-json ... --action-log ...` as a subprocess, with "
+            "so100.yaml's "
+            "three simulated cameras, against `robot-runtime serve-policy --script --horizon "
+            f"{HORIZON} --fps {RATE_HZ:g} --latency-ms X` on loopback (a process of its own, one per latency; it sleeps X ms "
+            f"before each reply). Each reply is {HORIZON} actions, {HORIZON / RATE_HZ:g} s at {RATE_HZ:g} Hz; executed per chunk "
+            f"(so100.yaml's policy.actions_per_chunk, unset: the whole chunk): {_executed(r.runs)}. *sync* asks for the next "
+            "chunk when the current one is used up and waits for it "
+            "inside the tick, as openpi's ActionChunkBroker does; *async* asks early, from the latencies seen, on the "
+            "inference thread, and never waits. Every run starts by holding until the first chunk arrives and then moves "
+            "smoothly to its first action (at least safety.ramp_s); the policy takes over after that, at *policy from s* "
+            "(from the action log), and these ticks are in the loop figures too. Inference is the client's latency per "
+            "chunk: image preparation, encoding, the round trip with the server's sleep, decoding."
+        ),
         "",
     ]
     if any(run.plan.tolerant_bus for run in r.runs):
         out += [
-            (f"A run that failed on the default simulated bus ran again with `{' '.join(TOLERANT_BUS)}` (rows marked *tolerant sim "
-            "bus*): the simulated servos answer from a thread of the run process itself, so when that process stalls their "
-            "replies are late, which real servos' would not be; the stall itself still shows as lateness."),
+            (
+                f"A run that failed on the default simulated bus ran again with `{' '.join(TOLERANT_BUS)}` (rows marked "
+                "*tolerant sim "
+                "bus*): the simulated servos answer from a thread of the run process itself, so when that process stalls their "
+                "replies are late, which real servos' would not be; the stall itself still shows as lateness."
+            ),
             "",
         ]
     if not r.cameras_kept_rate:
-        out += [f"The asynchronous run without latency did not keep {RATE_HZ:g} Hz with the three cameras, so every run was repeated with `--no-cameras` (rows marked so).", ""]
+        out += [
+            (
+                f"The asynchronous run without latency did not keep {RATE_HZ:g} Hz with the three cameras, so every run was "
+                "repeated with `--no-cameras` (rows marked so)."
+            ),
+            "",
+        ]
     out += _table(
-        ("run", "ticks", "achieved Hz", "period p50 / p99 / max ms", "lateness p50 / p99 ms", "late ticks", "missed deadlines", "process CPU"),
+        (
+            "run", "ticks", "achieved Hz", "period p50 / p99 / max ms", "lateness p50 / p99 ms", "late ticks", "missed deadlines",
+            "process CPU",
+        ),
         [(run.label, *loop_cells(run.loop), _cpu(run.process)) for run in r.runs]
         + [(f"openpi ActionChunkBroker, {b.latency_ms:g} ms", *loop_cells(b.loop), "-")],
     )
     out += [
-        ("Policy side, from `--stats-json` (`safety_interventions.held`, `policy_stats`) and the action log: *held* ticks "
-        "had no fresh action and kept the previous target (split into the hand-over, the first ticks of "
-        "the policy phase before its first chunk was there, and later); *skipped steps* are actions of chunks that arrived after their "
-        "tick had passed (an asynchronous chunk answers an observation taken before it arrived)."),
+        (
+            "Policy side, from `--stats-json` (`safety_interventions.held`, `policy_stats`) and the action log: *held* ticks "
+            "had no fresh action and kept the previous target (split into the hand-over, the first ticks of "
+            "the policy phase before its first chunk was there, and later); *skipped steps* are actions of chunks that arrived "
+            "after their "
+            "tick had passed (an asynchronous chunk answers an observation taken before it arrived)."
+        ),
         "",
     ]
     out += _table(
-        ("run", "held ticks", "held at hand-over / later", "policy from s", "chunks", "inference p50 / p99 ms", "skipped steps", "outcome"),
+        (
+            "run", "held ticks", "held at hand-over / later", "policy from s", "chunks", "inference p50 / p99 ms",
+            "skipped steps", "outcome",
+        ),
         [_policy_row(run) for run in r.runs]
-        + [(f"openpi ActionChunkBroker, {b.latency_ms:g} ms", "-", "-", "-", b.chunks, f"{_f(b.inference_p50_ms)} / {_f(b.inference_p99_ms)}", "-", "-")],
+        + [
+            (
+                f"openpi ActionChunkBroker, {b.latency_ms:g} ms", "-", "-", "-", b.chunks,
+                f"{_f(b.inference_p50_ms)} / {_f(b.inference_p99_ms)}", "-", "-",
+            )
+        ],
     )
     out += [*_sync_async_ratios(r.runs), ""]
     out += [
-        ("How to read it: with *sync*, every chunk boundary is one tick as long as the inference (period max ≈ inference "
-        "latency) and the deadline slots it overran are skipped (counted as missed deadlines; the loop does not burst to catch "
-        "up, so a stall shows in period max and missed deadlines more than in lateness); the arm stands still for that "
-        "time, once per chunk. With *async* the period should stay at the loop's own whatever the latency, the "
-        "inference running on its own thread; held ticks at the hand-over would be a wait for the policy's first chunk "
-        "(the approach executes the first reply; asynchronous scheduling asks for the next one before the approach "
-        "ends, from the latency of the first, so that it is there when the approach is); a later held tick would mean a chunk arrived after the previous one ran out, which asynchronous "
-        "scheduling avoids as long as one inference is shorter than the actions executed per chunk "
-        f"(a whole chunk of {HORIZON} is {HORIZON / RATE_HZ:g} s at {RATE_HZ:g} Hz). "
-        f"The openpi ActionChunkBroker row is the loop openpi's client gives: a {RATE_HZ:g} Hz `FixedRateLoop` in this "
-        f"process calling `ActionChunkBroker(WebsocketClientPolicy(URL), action_horizon={HORIZON}).infer(obs)` each tick "
-        f"against the {b.latency_ms:g} ms server, with a small observation (6 state values and the prompt, no images: "
-        "the preparation above would come on top)."),
+        (
+            "How to read it: with *sync*, every chunk boundary is one tick as long as the inference (period max ≈ inference "
+            "latency) and the deadline slots it overran are skipped (counted as missed deadlines; the loop does not burst to "
+            "catch "
+            "up, so a stall shows in period max and missed deadlines more than in lateness); the arm stands still for that "
+            "time, once per chunk. With *async* the period should stay at the loop's own whatever the latency, the "
+            "inference running on its own thread; held ticks at the hand-over would be a wait for the policy's first chunk "
+            "(the approach executes the first reply; asynchronous scheduling asks for the next one before the approach "
+            "ends, from the latency of the first, so that it is there when the approach is); a later held tick would mean a "
+            "chunk arrived after the previous one ran out, which asynchronous "
+            "scheduling avoids as long as one inference is shorter than the actions executed per chunk "
+            f"(a whole chunk of {HORIZON} is {HORIZON / RATE_HZ:g} s at {RATE_HZ:g} Hz). "
+            f"The openpi ActionChunkBroker row is the loop openpi's client gives: a {RATE_HZ:g} Hz `FixedRateLoop` in this "
+            f"process calling `ActionChunkBroker(WebsocketClientPolicy(URL), action_horizon={HORIZON}).infer(obs)` each tick "
+            f"against the {b.latency_ms:g} ms server, with a small observation (6 state values and the prompt, no images: "
+            "the preparation above would come on top)."
+        ),
         "",
     ]
     return out
@@ -482,4 +541,3 @@ def _sync_async_ratios(runs: list[PolicyRun]) -> list[str]:
             f"missed deadlines {sync.loop['missed_deadlines']} vs {paired.loop['missed_deadlines']}."
         )
     return out
-

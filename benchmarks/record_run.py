@@ -87,7 +87,9 @@ def _status_mb(pid: int) -> dict[str, float]:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return {}
-    return {k: int(v.split()[0]) / 1024 for k, _, v in (line.partition(":") for line in text.splitlines()) if k in ("VmRSS", "VmHWM")}
+    return {
+        k: int(v.split()[0]) / 1024 for k, _, v in (line.partition(":") for line in text.splitlines()) if k in ("VmRSS", "VmHWM")
+    }
 
 
 def _descendants(pid: int) -> list[int]:
@@ -174,7 +176,13 @@ def _lateness(values_s: np.ndarray, period_s: float) -> Lateness:
     if not len(values_s):
         return Lateness(0, math.nan, math.nan, math.nan, 0)
     ms = values_s * 1e3
-    return Lateness(len(ms), float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.max()), int((values_s > 0.1 * period_s).sum()))
+    return Lateness(
+        len(ms),
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 99)),
+        float(ms.max()),
+        int((values_s > 0.1 * period_s).sum()),
+    )
 
 
 def row_lateness_s(tick_s: np.ndarray, period_s: float) -> np.ndarray:
@@ -370,7 +378,9 @@ class RecordRun(_StatsView):
         return max(inside, default=math.nan)
 
 
-def run_record(label: str, codec: str, episodes: int, episode_s: float, reset_s: float, extra_args: Sequence[str] = ()) -> RecordRun:
+def run_record(
+    label: str, codec: str, episodes: int, episode_s: float, reset_s: float, extra_args: Sequence[str] = ()
+) -> RecordRun:
     """One `record --sim` run into a fresh dataset, deleted afterwards."""
     with tempfile.TemporaryDirectory(prefix="robot-runtime-bench-") as tmp:
         dataset, stats = Path(tmp) / "dataset", Path(tmp) / "stats.json"
@@ -384,7 +394,19 @@ def run_record(label: str, codec: str, episodes: int, episode_s: float, reset_s:
         fps = process.stats["loop"]["target_hz"] if process.stats else 30.0
         episodes_read = read_dataset(dataset, 1.0 / fps)
         dataset_mb, videos_mb = _tree_mb(dataset), _tree_mb(dataset / "videos")
-    return RecordRun(label, codec, episodes, episode_s, reset_s, process, timeline(process, episode_s), episodes_read, dataset_mb, videos_mb, _outcome(process))
+    return RecordRun(
+        label,
+        codec,
+        episodes,
+        episode_s,
+        reset_s,
+        process,
+        timeline(process, episode_s),
+        episodes_read,
+        dataset_mb,
+        videos_mb,
+        _outcome(process),
+    )
 
 
 def _outcome(w: Watched) -> str:
@@ -411,7 +433,10 @@ def run_baseline(duration_s: float) -> TeleopBaseline:
     """`teleop --sim` with the same cameras and rate as the recording, recording nothing."""
     with tempfile.TemporaryDirectory(prefix="robot-runtime-bench-") as tmp:
         stats = Path(tmp) / "stats.json"
-        args = [*_teleop_command(), "teleop", "--robot", "so100", "--sim", "--duration", f"{duration_s:g}", "--stats-json", str(stats)]
+        args = [
+            *_teleop_command(), "teleop", "--robot", "so100", "--sim", "--duration", f"{duration_s:g}",
+            "--stats-json", str(stats),
+        ]
         process = watch(args, stats, duration_s + STARTUP_AND_PARK_S)
     return TeleopBaseline("teleop, no recording", duration_s, process)
 
@@ -437,12 +462,18 @@ class RecordResult:
 
 
 def _logged(run: RecordRun, log: Any) -> RecordRun:
-    log(f"record {run.label}: {run.outcome}, {len(run.episodes)} episodes, end wait {run.end_wait_s:.1f} s, peak RSS {run.process.peak_rss_mb:.0f} MB")
+    log(
+        f"record {run.label}: {run.outcome}, {len(run.episodes)} episodes, end wait {run.end_wait_s:.1f} s, peak RSS "
+        f"{run.process.peak_rss_mb:.0f} MB"
+    )
     return run
 
 
-def record_benchmark(episodes: int, episode_s: float, reset_s: float, h264_episodes: int, baseline_s: float, log: Any = print) -> RecordResult:
-    """The long AV1 run (again on a tolerant simulated bus if it failed), the H.264 run, then the teleop baseline, one at a time."""
+def record_benchmark(
+    episodes: int, episode_s: float, reset_s: float, h264_episodes: int, baseline_s: float, log: Any = print
+) -> RecordResult:
+    """The long AV1 run (again on a tolerant simulated bus if it failed), the H.264 run, then the teleop baseline, one at a "
+    "time."""
     runs = [_logged(run_record("AV1 (default)", "av1", episodes, episode_s, reset_s), log)]
     if runs[0].process.returncode != 0:
         runs.append(_logged(run_record("AV1, tolerant sim bus", "av1", episodes, episode_s, reset_s, TOLERANT_BUS), log))
@@ -472,7 +503,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _cpu(w: Watched) -> str:
@@ -531,12 +562,22 @@ def _episode_row(run: RecordRun) -> tuple[object, ...]:
 
 
 def _lateness_rows(run: RecordRun) -> list[tuple[object, ...]]:
-    rows = []
-    for what, rows_key in (("all recorded ticks", "all"), (f"first {START_ROWS} ticks of each episode", "start"),
-                           ("while a commit was running or queued", "committing"), ("while no commit was pending", "idle")):  # fmt: skip
+    rows: list[tuple[object, ...]] = []
+    for what, rows_key in (
+        ("all recorded ticks", "all"), (f"first {START_ROWS} ticks of each episode", "start"),
+        ("while a commit was running or queued", "committing"), ("while no commit was pending", "idle"),
+    ):  # fmt: skip
         lat = run.lateness(rows_key)
         share = f"{1000 * lat.late_rows / lat.rows:.1f}" if lat.rows else "-"
-        rows.append((run.label, what, lat.rows, f"{_f(lat.p50_ms, 3)} / {_f(lat.p99_ms, 3)} / {_f(lat.max_ms, 1)}", f"{lat.late_rows} ({share})"))
+        rows.append(
+            (
+                run.label,
+                what,
+                lat.rows,
+                f"{_f(lat.p50_ms, 3)} / {_f(lat.p99_ms, 3)} / {_f(lat.max_ms, 1)}",
+                f"{lat.late_rows} ({share})",
+            )
+        )
     return rows
 
 
@@ -548,7 +589,14 @@ def _memory_row(label: str, w: Watched, run: RecordRun | None) -> tuple[object, 
     last = run.rss_at_mb(ends[-1]) if ends else math.nan
     during = run.peak_rss_between_mb(min(run.timeline.episode_starts_s.values()), run.last_end_s) if ends else math.nan
     after = run.peak_rss_between_mb(run.last_end_s, w.wall_s) if ends else math.nan
-    return (label, f"{_f(first, 0)} / {_f(last, 0)}", _f(during, 0), f"{w.peak_rss_mb:.0f}", _f(after, 0), f"{w.hwm_mb:.0f} / {w.maxrss_mb:.0f}")
+    return (
+        label,
+        f"{_f(first, 0)} / {_f(last, 0)}",
+        _f(during, 0),
+        f"{w.peak_rss_mb:.0f}",
+        _f(after, 0),
+        f"{w.hwm_mb:.0f} / {w.maxrss_mb:.0f}",
+    )
 
 
 def _size_row(run: RecordRun) -> tuple[object, ...]:
@@ -561,7 +609,10 @@ def _outcome_line(run: RecordRun) -> str:
     starts = run.timeline.episode_starts_s
     where = ""
     if run.process.returncode != 0 and starts:
-        where = f", the loop ended {run.last_end_s - min(starts.values()):.0f} s into the recording, in episode {len(starts)} of {run.episodes_planned}"
+        where = (
+            f", the loop ended {run.last_end_s - min(starts.values()):.0f} s into the recording, "
+            f"in episode {len(starts)} of {run.episodes_planned}"
+        )
     return f"- {run.label}: {run.outcome}{where}; {len(run.episodes)} episodes committed."
 
 
@@ -581,20 +632,26 @@ def _rss_at_ends(run: RecordRun) -> str:
 
 def record_section(r: RecordResult, number: int = 6) -> list[str]:
     runs, base, long = r.runs, r.baseline, r.long
-    plans = "; ".join(f"**{run.label}**: {run.episodes_planned} episodes ({run.planned_phase_s:g} s with the resets)" for run in runs)
+    plans = "; ".join(
+        f"**{run.label}**: {run.episodes_planned} episodes ({run.planned_phase_s:g} s with the resets)" for run in runs
+    )
     out = [
         f"## {number}. Recording with three simulated cameras",
         "",
-        (f"`robot-runtime record --robot so100 --sim --dataset DIR --task bench --episodes N --episode-time {long.episode_s:g} "
-        f"--reset-time {long.reset_s:g} --video-codec CODEC --stats-json ...` run as a subprocess with stdin from /dev/null "
-        "(unattended), with so100.yaml's rate and its three cameras, simulated at 640x480 @ 30 fps as in section 5. "
-        f"{plans}. **{base.label}**: "
-        f"`teleop --robot so100 --sim --duration {base.duration_s:g}`, the same process without a recorder. "
-        "The runs went one after the other; compare them as ratios. Each episode is encoded live to an H.264 "
-        "intermediate; after it ends it is saved to staging (rows and intermediates safe on disk) and then committed "
-        "into the dataset (final encode in a process of its own on idle scheduling, appended to the camera's video file) by background threads "
-        f"while the next episodes record ({_codec_versions()}; {_code_version()}). Times marked *stderr* are when the "
-        "app's messages reached the benchmark. Memory and CPU include child processes (the final encode may run in one)."),
+        (
+            "`robot-runtime record --robot so100 --sim --dataset DIR --task bench --episodes N --episode-time "
+            f"{long.episode_s:g} "
+            f"--reset-time {long.reset_s:g} --video-codec CODEC --stats-json ...` run as a subprocess with stdin from /dev/null "
+            "(unattended), with so100.yaml's rate and its three cameras, simulated at 640x480 @ 30 fps as in section 5. "
+            f"{plans}. **{base.label}**: "
+            f"`teleop --robot so100 --sim --duration {base.duration_s:g}`, the same process without a recorder. "
+            "The runs went one after the other; compare them as ratios. Each episode is encoded live to an H.264 "
+            "intermediate; after it ends it is saved to staging (rows and intermediates safe on disk) and then committed "
+            "into the dataset (final encode in a process of its own on idle scheduling, appended to the camera's video file) by "
+            "background threads "
+            f"while the next episodes record ({_codec_versions()}; {_code_version()}). Times marked *stderr* are when the "
+            "app's messages reached the benchmark. Memory and CPU include child processes (the final encode may run in one)."
+        ),
         "",
         "Outcome:",
         "",
@@ -604,45 +661,64 @@ def record_section(r: RecordResult, number: int = 6) -> list[str]:
     ]
     if len([run for run in runs if run.codec == "av1"]) > 1:
         out += [
-            (f"The default AV1 run failed, so it ran again with `{' '.join(TOLERANT_BUS)}`: the simulated servos answer from "
-            "a thread of the recording process itself, so when that process stalls their replies are late, which real "
-            "servos' would not be; the stall itself still shows as lateness."),
+            (
+                f"The default AV1 run failed, so it ran again with `{' '.join(TOLERANT_BUS)}`: the simulated servos answer from "
+                "a thread of the recording process itself, so when that process stalls their replies are late, which real "
+                "servos' would not be; the stall itself still shows as lateness."
+            ),
             "",
         ]
     out += [
-        ("Loop timing over the whole run (resets included), from `--stats-json`; process CPU is user+system over wall "
-        "time including start-up, parking and the wait for the last commits:"),
+        (
+            "Loop timing over the whole run (resets included), from `--stats-json`; process CPU is user+system over wall "
+            "time including start-up, parking and the wait for the last commits:"
+        ),
         "",
     ]
     out += _table(
-        ("run", "ticks", "achieved Hz", "period p50 / p99 / max ms", "lateness p50 / p99 ms", "late ticks", "missed deadlines", "process CPU"),
+        (
+            "run", "ticks", "achieved Hz", "period p50 / p99 / max ms", "lateness p50 / p99 ms", "late ticks", "missed deadlines",
+            "process CPU",
+        ),
         [_loop_row(run.label, run.loop, run.process) for run in runs] + [_loop_row(base.label, base.loop, base.process)],
     )
     out += [_vs_baseline(run, base) for run in runs if run.loop and base.loop]
     out += [
         "",
-        ("Lateness of the recorded ticks, from each committed row's `timing.tick_s` (tick start on the episode's deadline "
-        "grid); rows are split by whether a commit was pending at the time (*stderr*: from `episode k saved` to `episode k "
-        "committed`). Late: more than a tenth of a period, per 1000 rows in brackets."),
+        (
+            "Lateness of the recorded ticks, from each committed row's `timing.tick_s` (tick start on the episode's deadline "
+            "grid); rows are split by whether a commit was pending at the time (*stderr*: from `episode k saved` to `episode k "
+            "committed`). Late: more than a tenth of a period, per 1000 rows in brackets."
+        ),
         "",
     ]
-    out += _table(("run", "ticks", "rows", "lateness p50 / p99 / max ms", "late rows (per 1000)"), [row for run in runs for row in _lateness_rows(run)])
+    out += _table(
+        ("run", "ticks", "rows", "lateness p50 / p99 / max ms", "late rows (per 1000)"),
+        [row for run in runs for row in _lateness_rows(run)],
+    )
     out += [
-        ("Frames. *Repeated* (per camera, from the dataset's `recording/<camera>/repeated_frames`) and *overflowed* "
-        "(`recording/overflowed_frames`) count video frames the recorder lost: a live encoder queue was full, so the row "
-        "repeats the previous image. *Dropped* and *reused* (per camera, from the camera statistics, whole run including "
-        "resets) are about selection, not loss: a frame the camera delivered that no tick took, and a tick that took the "
-        "same frame as the tick before. *Late ticks* is the per-episode count kept in `recording/late_ticks`."),
+        (
+            "Frames. *Repeated* (per camera, from the dataset's `recording/<camera>/repeated_frames`) and *overflowed* "
+            "(`recording/overflowed_frames`) count video frames the recorder lost: a live encoder queue was full, so the row "
+            "repeats the previous image. *Dropped* and *reused* (per camera, from the camera statistics, whole run including "
+            "resets) are about selection, not loss: a frame the camera delivered that no tick took, and a tick that took the "
+            "same frame as the tick before. *Late ticks* is the per-episode count kept in `recording/late_ticks`."
+        ),
         "",
     ]
-    out += _table(("run", "rows", "repeated", "overflowed", "dropped", "reused", "late ticks (episodes)"), [_frames_row(run) for run in runs])
+    out += _table(
+        ("run", "rows", "repeated", "overflowed", "dropped", "reused", "late ticks (episodes)"),
+        [_frames_row(run) for run in runs],
+    )
     out += [
-        ("Episode end to safe and to committed (`episode_times` from `--stats-json`); commit work: from when the "
-        "committer could start an episode (saved, and the one before committed) to its commit (*stderr*); most "
-        "pending: the largest number of ended episodes waiting for their commit at once (*stderr*); episode end "
-        f"to the next episode's first tick (*stderr*: `reset the scene` to `recording episode k+1`; by design the reset "
-        f"time, {long.reset_s:g} s, give or take a loop period); and from the loop's end (the last episode's end, or the "
-        "failure) to the process exit: parking the follower, then waiting for the remaining commits."),
+        (
+            "Episode end to safe and to committed (`episode_times` from `--stats-json`); commit work: from when the "
+            "committer could start an episode (saved, and the one before committed) to its commit (*stderr*); most "
+            "pending: the largest number of ended episodes waiting for their commit at once (*stderr*); episode end "
+            f"to the next episode's first tick (*stderr*: `reset the scene` to `recording episode k+1`; by design the reset "
+            f"time, {long.reset_s:g} s, give or take a loop period); and from the loop's end (the last episode's end, or the "
+            "failure) to the process exit: parking the follower, then waiting for the remaining commits."
+        ),
         "",
     ]
     out += _table(
@@ -651,11 +727,13 @@ def record_section(r: RecordResult, number: int = 6) -> list[str]:
         [_episode_row(run) for run in runs],
     )  # fmt: skip
     out += [
-        (f"Memory (MB), sampled from `/proc/<pid>/status` every {POLL_S:g} s: VmRSS of the process plus its children "
-        "alive at the time (a final-encode process, for instance), at the first and last episode end, the peak while "
-        "recording, the peak overall and the peak after the loop ended; then the kernel's own peaks, VmHWM of the "
-        "recording process alone (at the last sample) and ru_maxrss from wait4 (the largest single process, children "
-        "included):"),
+        (
+            f"Memory (MB), sampled from `/proc/<pid>/status` every {POLL_S:g} s: VmRSS of the process plus its children "
+            "alive at the time (a final-encode process, for instance), at the first and last episode end, the peak while "
+            "recording, the peak overall and the peak after the loop ended; then the kernel's own peaks, VmHWM of the "
+            "recording process alone (at the last sample) and ru_maxrss from wait4 (the largest single process, children "
+            "included):"
+        ),
         "",
     ]
     out += _table(
@@ -664,10 +742,15 @@ def record_section(r: RecordResult, number: int = 6) -> list[str]:
     )
     out += [f"- {run.label}, RSS at each episode end: {_rss_at_ends(run)}." for run in runs]
     out += ["", "Dataset on disk (all files under the dataset directory after the run; MB = 10^6 bytes):", ""]
-    out += _table(("run", "recorded s", "dataset MB", "of which videos MB", "MB per minute recorded"), [_size_row(run) for run in runs])
+    out += _table(
+        ("run", "recorded s", "dataset MB", "of which videos MB", "MB per minute recorded"), [_size_row(run) for run in runs]
+    )
     h264 = next((run for run in runs if run.codec == "h264"), None)
     if h264 is not None:
-        out += [f"- MB per minute {h264.label} / {long.label}: {_ratio(_num(_size_row(h264)[-1]), _num(_size_row(long)[-1]))}.", ""]
+        out += [
+            f"- MB per minute {h264.label} / {long.label}: {_ratio(_num(_size_row(h264)[-1]), _num(_size_row(long)[-1]))}.",
+            "",
+        ]
     return out
 
 
@@ -675,7 +758,9 @@ def _code_version() -> str:
     """The commit measured, and whether the recorder's code had changes not yet committed."""
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "apps", "recorders", "robot_runtime", "cameras", "drivers"],
                                cwd=root, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
@@ -697,4 +782,3 @@ def _num(text: object) -> float:
         return float(str(text))
     except ValueError:
         return math.nan
-

@@ -64,13 +64,24 @@ def run_teleop(label: str, fps: float, duration_s: float, extra_args: Sequence[s
     """One `teleop --sim` run; the child's CPU comes from RUSAGE_CHILDREN around its wait (the hog is not reaped yet)."""
     with tempfile.TemporaryDirectory(prefix="robot-runtime-bench-") as tmp:
         stats_path = Path(tmp) / "stats.json"
-        args = [*_teleop_command(), "teleop", "--robot", "so100", "--sim", "--duration", f"{duration_s:g}", "--fps", f"{fps:g}", "--stats-json", str(stats_path), *extra_args]
+        args = [
+            *_teleop_command(), "teleop", "--robot", "so100", "--sim", "--duration", f"{duration_s:g}", "--fps", f"{fps:g}",
+            "--stats-json", str(stats_path), *extra_args,
+        ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start_s = time.perf_counter()
         try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + STARTUP_AND_PARK_S)
+            done = subprocess.run(args, capture_output=True, text=True, timeout=duration_s + STARTUP_AND_PARK_S, check=False)
         except subprocess.TimeoutExpired:  # run() has killed and reaped it
-            return TeleopRun(label, fps, None, None, time.perf_counter() - start_s, math.nan, f"killed after {duration_s + STARTUP_AND_PARK_S:g} s")
+            return TeleopRun(
+                label,
+                fps,
+                None,
+                None,
+                time.perf_counter() - start_s,
+                math.nan,
+                f"killed after {duration_s + STARTUP_AND_PARK_S:g} s",
+            )
         wall_s = time.perf_counter() - start_s
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         stats = json.loads(stats_path.read_text()) if stats_path.exists() else None

@@ -29,7 +29,7 @@ from robot_runtime.session import Session
 ROBOT = "bi_widowxai"
 RATES_HZ = (30.0, 50.0)
 STARTUP_AND_PARK_S = 60.0
-"""Allowance on top of --duration before a stuck run is killed (parking four arms alone takes about 15 s)."""
+"""Allowance on top of --duration before a stuck run is killed (the four arms park together in about 5 s)."""
 SETTLE_S = 1.0
 """Wait after connecting before timing rig calls: the controllers and drivers are still settling into their cycle."""
 WARMUP_CALLS = 20
@@ -164,7 +164,9 @@ class TrossenResult:
 def _logged(run: TrossenRun, log: Callable[[str], None]) -> TrossenRun:
     said = f"teleop {ROBOT} {run.label}: {_outcome(run.process)}"
     if run.loop is not None:
-        said += f", {run.loop['achieved_hz']:.2f} Hz, lateness p99 {run.loop['lateness_p99_ms']:.2f} ms, missed {run.loop['missed_deadlines']}"
+        loop = run.loop
+        said += f", {loop['achieved_hz']:.2f} Hz, lateness p99 {loop['lateness_p99_ms']:.2f} ms"
+        said += f", missed {loop['missed_deadlines']}"
     said += f", start-up {_f(run.startup_s)} s, stop {_f(run.stop_s)} s"
     log(f"[red]{said}[/]" if run.process.returncode != 0 else said)
     return run
@@ -221,10 +223,20 @@ def _camera_ratios(runs: Sequence[TrossenRun]) -> list[str]:
 def _call_ratios(calls: Sequence[RigCall]) -> list[str]:
     by_what = {c.what: c.timing for c in calls}
     hot, one, rig_read, tick = by_what[ONE_ARM_HOT], by_what[ONE_ARM_READ], by_what[RIG_READ], by_what[TICK_IO]
-    shares = ", ".join(f"{100 * tick.median_ms * hz / 1e3:.1f} % of a {hz:g} Hz period at the median, {100 * tick.p99_ms * hz / 1e3:.1f} % at p99" for hz in RATES_HZ)
+    shares = ", ".join(
+        f"{100 * tick.median_ms * hz / 1e3:.1f} % of a {hz:g} Hz period at the median, {100 * tick.p99_ms * hz / 1e3:.1f} % at "
+        "p99"
+        for hz in RATES_HZ
+    )
     return [
-        f"- One arm's read, paced / back to back: median {_ratio(one.median_ms, hot.median_ms)}, CPU {_ratio(one.cpu_per_call_ms, hot.cpu_per_call_ms)}.",
-        f"- Follower rig read / one arm's read, both paced: median {_ratio(rig_read.median_ms, one.median_ms)}, p99 {_ratio(rig_read.p99_ms, one.p99_ms)}.",
+        (
+            f"- One arm's read, paced / back to back: median {_ratio(one.median_ms, hot.median_ms)}, CPU "
+            f"{_ratio(one.cpu_per_call_ms, hot.cpu_per_call_ms)}."
+        ),
+        (
+            f"- Follower rig read / one arm's read, both paced: median {_ratio(rig_read.median_ms, one.median_ms)}, p99 "
+            f"{_ratio(rig_read.p99_ms, one.p99_ms)}."
+        ),
         f"- A tick's arm I/O: {shares}.",
     ]
 
@@ -235,13 +247,15 @@ def trossen_section(r: TrossenResult, number: int = 8) -> list[str]:
     out = [
         f"## {number}. Bimanual WidowX AI against simulated controllers",
         "",
-        (f"`robot-runtime teleop --robot {ROBOT} --sim --duration {r.duration_s:g} --fps N [--no-cameras] --stats-json ...` "
-        f"run as a subprocess, one run at a time. {ROBOT}.yaml is two WidowX AI followers driven by two WidowX AI leaders; "
-        "with `--sim` each of the four arms is a simulated controller in a process of its own, on its own loopback "
-        "address (127.0.0.x), which the vendor driver (`trossen_arm`) talks to over the controller's real TCP and UDP "
-        "protocol, and the leaders play the config's demo. The four cameras (`cam_high`, `cam_low`, `cam_left_wrist`, "
-        "`cam_right_wrist`) are simulated at 640x480 @ 30 fps, as in section 5. The arms' `goal_time_s` is left at its "
-        "default, one 30 Hz period, in the 50 Hz runs too."),
+        (
+            f"`robot-runtime teleop --robot {ROBOT} --sim --duration {r.duration_s:g} --fps N [--no-cameras] --stats-json ...` "
+            f"run as a subprocess, one run at a time. {ROBOT}.yaml is two WidowX AI followers driven by two WidowX AI leaders; "
+            "with `--sim` each of the four arms is a simulated controller in a process of its own, on its own loopback "
+            "address (127.0.0.x), which the vendor driver (`trossen_arm`) talks to over the controller's real TCP and UDP "
+            "protocol, and the leaders play the config's demo. The four cameras (`cam_high`, `cam_low`, `cam_left_wrist`, "
+            "`cam_right_wrist`) are simulated at 640x480 @ 30 fps, as in section 5. The arms' `goal_time_s` is left at its "
+            "default, one 30 Hz period, in the 50 Hz runs too."
+        ),
         "",
         "Loop timing, from `--stats-json` (lateness is tick start minus its deadline):",
         "",
@@ -251,23 +265,27 @@ def trossen_section(r: TrossenResult, number: int = 8) -> list[str]:
         [(run.label, *loop_cells(run.loop)) for run in r.runs],
     )
     out += _camera_ratios(r.runs)
-    if len(no_cams) == 2 and all(run.loop for run in no_cams):
+    slow_loop, fast_loop = (no_cams[0].loop, no_cams[1].loop) if len(no_cams) == 2 else (None, None)
+    if slow_loop is not None and fast_loop is not None:
         slow, fast = no_cams
         out.append(
-            f"- {fast.label} / {slow.label}: lateness p99 {_ratio(fast.loop['lateness_p99_ms'], slow.loop['lateness_p99_ms'])}, "
+            f"- {fast.label} / {slow.label}: lateness p99 {_ratio(fast_loop['lateness_p99_ms'], slow_loop['lateness_p99_ms'])}, "
             f"process CPU {_ratio(fast.process.cpu_s / fast.process.wall_s, slow.process.cpu_s / slow.process.wall_s)}."
         )
     out += [
         "",
-        ("The process as a whole, seen from outside. Process CPU is user+system time of the teleop process and its "
-        "four controller processes over the wall time, start-up and stop included (100 % is one core); peak RSS is "
-        "the process plus its children, sampled every 0.5 s. *Start-up*: process start to the `teleop ... on "
-        "simulated hardware` line (interpreter, four controllers started, four arms connected, cameras opened). "
-        "*Loop end to exit* (the stop): from the `parking the follower` line, printed when the loop ends, to the exit: "
-        "cameras closed, each of the four arms moved through the staged pose (raised clear of the table) to its folded park pose and "
-        "confirmed there, one arm after the other (leaders too: they have motors and would otherwise sag), the "
-        "controllers stopped. Start-up, the duration and the stop add up to the wall time. *Parked*: arms whose stop "
-        "report says parked and torque safe."),
+        (
+            "The process as a whole, seen from outside. Process CPU is user+system time of the teleop process and its "
+            "four controller processes over the wall time, start-up and stop included (100 % is one core); peak RSS is "
+            "the process plus its children, sampled every 0.5 s. *Start-up*: process start to the `teleop ... on "
+            "simulated hardware` line (interpreter, four controllers started, four arms connected, cameras opened). "
+            "*Loop end to exit* (the stop): from the `parking the follower` line, printed when the loop ends, to the exit: "
+            "cameras closed, each of the four arms moved through the staged pose (raised clear of the table) to its folded park "
+            "pose and "
+            "confirmed there, all four at once (leaders too: they have motors and would otherwise sag), the "
+            "controllers stopped. Start-up, the duration and the stop add up to the wall time. *Parked*: arms whose stop "
+            "report says parked and torque safe."
+        ),
         "",
     ]
     out += _table(
@@ -276,9 +294,11 @@ def trossen_section(r: TrossenResult, number: int = 8) -> list[str]:
     )
     if cams:
         out += [
-            ("Cameras, from `--stats-json`: achieved fps per camera (in the order above), frame age (follower read "
-            "time minus the chosen frame's capture time) of the worst camera, skew of capture times across the four "
-            "cameras within one tick, and dropped and reused frames summed over the cameras (as in section 5)."),
+            (
+                "Cameras, from `--stats-json`: achieved fps per camera (in the order above), frame age (follower read "
+                "time minus the chosen frame's capture time) of the worst camera, skew of capture times across the four "
+                "cameras within one tick, and dropped and reused frames summed over the cameras (as in section 5)."
+            ),
             "",
         ]
         out += _table(
@@ -288,34 +308,41 @@ def trossen_section(r: TrossenResult, number: int = 8) -> list[str]:
     out += [
         "### One rig read and write",
         "",
-        (f"In this process: `Session(load_robot_config(\"{ROBOT}\"), sim=True, with_cameras=False)`, the same four "
-        f"controller processes and rigs as the runs above (their parking sped up, as it is not measured here), from "
-        f"{SETTLE_S:g} s after connecting; each call timed {r.samples} times after {WARMUP_CALLS} warm-up calls, each "
-        f"call {1e3 * GAP_S:g} ms after the previous one ended, as calls in a loop come after a pause (the first row "
-        "is the exception: one arm's read repeated back to back, the best case). A rig read returns each of its arms' "
-        "latest controller state as the driver holds it (no request goes out: the driver's own UDP cycle keeps it "
-        "fresh); a write sends each arm one position goal. The writes target the followers' present pose, so they "
-        "stay still. The last row is the arm I/O of one teleop tick, without the safety filter and the cameras. CPU "
-        "per call is this process's CPU during the calls, including the four drivers' background threads, not the "
-        "controllers'."),
+        (
+            f'In this process: `Session(load_robot_config("{ROBOT}"), sim=True, with_cameras=False)`, the same four '
+            f"controller processes and rigs as the runs above (their parking sped up, as it is not measured here), from "
+            f"{SETTLE_S:g} s after connecting; each call timed {r.samples} times after {WARMUP_CALLS} warm-up calls, each "
+            f"call {1e3 * GAP_S:g} ms after the previous one ended, as calls in a loop come after a pause (the first row "
+            "is the exception: one arm's read repeated back to back, the best case). A rig read returns each of its arms' "
+            "latest controller state as the driver holds it (no request goes out: the driver's own UDP cycle keeps it "
+            "fresh); a write sends each arm one position goal. The writes target the followers' present pose, so they "
+            "stay still. The last row is the arm I/O of one teleop tick, without the safety filter and the cameras. CPU "
+            "per call is this process's CPU during the calls, including the four drivers' background threads, not the "
+            "controllers'."
+        ),
         "",
     ]
     out += _table(
         ("call", "median µs", "p99 µs", "max µs", "CPU per call µs"),
-        [(c.what, _us(c.timing.median_ms), _us(c.timing.p99_ms), _us(c.timing.max_ms), _us(c.timing.cpu_per_call_ms)) for c in r.calls],
+        [
+            (c.what, _us(c.timing.median_ms), _us(c.timing.p99_ms), _us(c.timing.max_ms), _us(c.timing.cpu_per_call_ms))
+            for c in r.calls
+        ],
     )
     out += [*_call_ratios(r.calls), ""]
     out += [
-        ("How to read it: the loop figures say whether the runtime keeps the rate with four arms on the network "
-        "and four controllers sharing the machine; a p99 or max period well above the target period, late ticks or "
-        "missed deadlines mean it did not, and the camera rows show what the four capture threads add. Process CPU "
-        "includes the four simulated controllers, work that real arms do on their own controllers, and with the "
-        "machine's cores nearly all busy it is bounded by what they can give: compare it across these rows, not with "
-        "the single-arm sections, and read equal figures as no more than that. The rig "
-        "calls are the part of each tick spent talking to the arms: against the period they show how much of the "
-        "tick is left for the rest, and their p99 and max (against the median) how much a call waits when the "
-        "controllers and drivers take the cores. The stop is mostly parking, which is paced by the arms' parking "
-        "speed, not by the machine; it is the time an operator waits after the loop ends."),
+        (
+            "How to read it: the loop figures say whether the runtime keeps the rate with four arms on the network "
+            "and four controllers sharing the machine; a p99 or max period well above the target period, late ticks or "
+            "missed deadlines mean it did not, and the camera rows show what the four capture threads add. Process CPU "
+            "includes the four simulated controllers, work that real arms do on their own controllers, and with the "
+            "machine's cores nearly all busy it is bounded by what they can give: compare it across these rows, not with "
+            "the single-arm sections, and read equal figures as no more than that. The rig "
+            "calls are the part of each tick spent talking to the arms: against the period they show how much of the "
+            "tick is left for the rest, and their p99 and max (against the median) how much a call waits when the "
+            "controllers and drivers take the cores. The stop is mostly parking, which is paced by the arms' parking "
+            "speed, not by the machine; it is the time an operator waits after the loop ends."
+        ),
         "",
     ]
     return out

@@ -10,7 +10,7 @@ import numpy as np
 from calibration.store import Calibration
 
 
-class NormMode(str, enum.Enum):
+class NormMode(enum.StrEnum):
     DEGREES = "degrees"
     """(raw - mid) * 360 / max_res, mid the centre of the calibrated range; not clamped."""
     RANGE_M100_100 = "range_m100_100"

@@ -200,7 +200,7 @@ class CalibrationProcedure:
         """Clear offsets and limits, read the mid-range pose, and store offsets that make it read half a turn."""
         self._require(Step.HOMING)
         full = self.bus.encoder.resolution_ticks - 1
-        self._store({m: (0, 0, full) for m in self.motors})
+        self._store(dict.fromkeys(self.motors, (0, 0, full)))
         positions = self._positions()
         offsets = {m: self.bus.encoder.homing_offset(p) for m, p in positions.items()}
         limit = self.bus.encoder.max_homing_offset
@@ -273,7 +273,12 @@ class CalibrationProcedure:
         if self.offsets and self.ranges:
             full = self.bus.encoder.resolution_ticks - 1
             return {
-                m: MotorCalibration(i, self.drive_modes.get(m, 0), self.offsets[m], *((0, full) if m in self.full_turn else (self.ranges[m].low, self.ranges[m].high)))
+                m: MotorCalibration(
+                    i,
+                    self.drive_modes.get(m, 0),
+                    self.offsets[m],
+                    *((0, full) if m in self.full_turn else (self.ranges[m].low, self.ranges[m].high)),
+                )
                 for m, i in self.bus.motor_ids.items()
             }
         if self.existing is not None and self.existing.file is not None and not self.existing.differences:
@@ -313,7 +318,13 @@ def validate(ranges: Mapping[str, JointRange], encoder: Encoder, min_span_ticks:
     for motor, span in ranges.items():
         where = f"range {span.low}..{span.high}"
         if span.span > WRAPPED_FRACTION * encoder.resolution_ticks:
-            problems.append(Problem(motor, f"{where} covers almost the whole turn: it passed the encoder's wrap point, so homing was not at mid-range; set homing again"))
+            problems.append(
+                Problem(
+                    motor,
+                    f"{where} covers almost the whole turn: it passed the encoder's wrap point, so homing was not at mid-range; "
+                    "set homing again",
+                )
+            )
         elif span.span <= NEVER_MOVED_TICKS:
             problems.append(Problem(motor, "never moved: move it through its full range"))
         elif span.span < min_span_ticks:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self
 
 import cv2
 import numpy as np
@@ -179,7 +180,7 @@ class Camera(abc.ABC):
                 return
         self._release()
 
-    def __enter__(self) -> Camera:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
@@ -198,7 +199,9 @@ class Camera(abc.ABC):
     def health(self) -> CameraHealth:
         with self._lock:
             frames, first, newest = self._frames, self._first_capture_s, self._ring[-1] if self._ring else None
-        fps = (frames - 1) / (newest.capture_s - first) if newest is not None and first is not None and frames > 1 and newest.capture_s > first else float("nan")
+        fps = float("nan")
+        if newest is not None and first is not None and frames > 1 and newest.capture_s > first:
+            fps = (frames - 1) / (newest.capture_s - first)
         return CameraHealth(self._connected, frames, fps, self._device_gaps, self._reconnects, self._last_error)
 
     # -- capture thread ------------------------------------------------------------------------

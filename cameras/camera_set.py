@@ -8,7 +8,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, Self
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class _Track:
 
 
 class CameraSet(Mapping[str, Camera]):
-    """`with CameraSet(cameras) as cams: frames = cams.frames_at(t)` – never blocks on a device."""
+    """`with CameraSet(cameras) as cams: frames = cams.frames_at(t)` - never blocks on a device."""
 
     def __init__(self, cameras: Mapping[str, Camera], selection: Selection = "newest") -> None:
         if selection not in ("newest", "nearest"):
@@ -102,7 +102,7 @@ class CameraSet(Mapping[str, Camera]):
             except Exception:  # one camera failing to release must not keep the others open
                 log.exception("%s did not close cleanly", camera.label)
 
-    def __enter__(self) -> CameraSet:
+    def __enter__(self) -> Self:
         self.open()
         return self
 

@@ -5,6 +5,7 @@ RealSense cameras never loads pyrealsense2."""
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -76,7 +77,9 @@ class RealSenseCameraConfig(CameraConfigBase):
     @model_validator(mode="after")
     def _one_source(self) -> RealSenseCameraConfig:
         if (self.serial is None) == (self.playback is None):
-            raise ValueError("give exactly one of 'serial' (a device; `robot-runtime find-cameras` lists them) or 'playback' (a recorded file)")
+            raise ValueError(
+                "give exactly one of 'serial' (a device; `robot-runtime find-cameras` lists them) or 'playback' (a recorded file)"
+            )
         return self
 
 
@@ -97,14 +100,15 @@ BACKENDS = {
 }
 
 
-def camera_class(kind: str) -> type[Camera]:
+def camera_class(kind: str) -> Callable[[str, OpenCVCameraConfig | RealSenseCameraConfig | SimCameraConfig], Camera]:
+    """The backend's class; every backend is built from (name, its config entry)."""
     module, _, cls = BACKENDS[kind].partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
 def build_camera(name: str, config: OpenCVCameraConfig | RealSenseCameraConfig | SimCameraConfig) -> Camera:
     """An unopened camera for this entry; every backend takes (name, config)."""
-    return camera_class(config.type)(name, config)  # type: ignore[call-arg]
+    return camera_class(config.type)(name, config)
 
 
 def as_simulated(config: OpenCVCameraConfig | RealSenseCameraConfig | SimCameraConfig, view_deg: float) -> SimCameraConfig:

@@ -288,7 +288,7 @@ def query_v4l2(node: Path) -> tuple[bool, tuple[CaptureMode, ...]]:
 
 def _enumerate(fd: int, request: int, struct_type: type[ctypes.Structure], **fields: int) -> list[Any]:
     """Ask for index 0, 1, ... until the driver answers EINVAL, the V4L2 end of a list (a range is one entry)."""
-    found = []
+    found: list[Any] = []
     while True:
         item = struct_type(index=len(found), **fields)
         try:

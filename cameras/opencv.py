@@ -83,7 +83,9 @@ class OpenCVCamera(Camera):
 
     # -- open ----------------------------------------------------------------------------------
     def _open_device(self) -> None:
-        self._cap = self._open_v4l2(self._device_path) if self._device_path is not None else self._open_ffmpeg(str(self.config.source))
+        self._cap = (
+            self._open_v4l2(self._device_path) if self._device_path is not None else self._open_ffmpeg(str(self.config.source))
+        )
         self._scheduled_frames = 0
 
     def _open_v4l2(self, path: str) -> cv2.VideoCapture:
@@ -103,10 +105,15 @@ class OpenCVCamera(Camera):
         if not cap.isOpened():
             cap.release()
             holders = processes_holding(path)
-            busy = f"it is held by {holders}" if holders else f"another program may hold it (`sudo fuser -v {os.path.realpath(path)}` shows which)"
+            busy = (
+                f"it is held by {holders}"
+                if holders
+                else f"another program may hold it (`sudo fuser -v {os.path.realpath(path)}` shows which)"
+            )
             raise CameraError(
                 f"{self.label}: {device} exists but could not be opened for capture; {busy}, "
-                "or it is a camera's metadata node rather than its video node (`robot-runtime find-cameras` lists the capture nodes)"
+                "or it is a camera's metadata node rather than its video node (`robot-runtime find-cameras` lists the capture "
+                "nodes)"
             )
         settings = self.settings
         if self.config.fourcc is not None:
@@ -125,7 +132,9 @@ class OpenCVCamera(Camera):
                 f"configure a mode it supports (`v4l2-ctl -d {os.path.realpath(path)} --list-formats-ext` lists them)"
             )
         if self.config.fourcc is not None and fourcc != self.config.fourcc:
-            log.warning("%s: asked for %s, the device gives %s (YUYV needs far more USB bandwidth than MJPG)", self.label, asked, fourcc)
+            log.warning(
+                "%s: asked for %s, the device gives %s (YUYV needs far more USB bandwidth than MJPG)", self.label, asked, fourcc
+            )
         if not math.isclose(fps, settings.fps, rel_tol=0.01):
             log.warning("%s: asked for %g fps, the device reports %g fps at %s", self.label, settings.fps, fps, asked)
         return cap
@@ -133,12 +142,23 @@ class OpenCVCamera(Camera):
     def _open_ffmpeg(self, source: str) -> cv2.VideoCapture:
         if "://" not in source and not os.path.exists(source):
             raise CameraError(f"{self.label}: no such file {source!r}; check the path (a URL needs its scheme, like http://)")
-        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.settings.open_timeout_s * 1e3), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(READ_TIMEOUT_S * 1e3)]
+        timeouts = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.settings.open_timeout_s * 1e3),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(READ_TIMEOUT_S * 1e3),
+        ]
         cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, timeouts)
         if not cap.isOpened():
             cap.release()
-            what = "a video file FFmpeg can read" if os.path.exists(source) else "the stream's server is running and reachable at that URL"
-            raise CameraError(f"{self.label}: could not open {source} within {self.settings.open_timeout_s:g} s; check it is {what}")
+            what = (
+                "a video file FFmpeg can read"
+                if os.path.exists(source)
+                else "the stream's server is running and reachable at that URL"
+            )
+            raise CameraError(
+                f"{self.label}: could not open {source} within {self.settings.open_timeout_s:g} s; check it is {what}"
+            )
         width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if (width, height) != (self.settings.width, self.settings.height):
             cap.release()
@@ -169,7 +189,9 @@ class OpenCVCamera(Camera):
         kernel_s = cap.get(cv2.CAP_PROP_POS_MSEC) / 1e3 if self._device_path is not None else None
         retrieved, bgr = cap.retrieve()
         if not retrieved or bgr is None:
-            raise CameraError(f"{self.label}: a frame arrived but could not be decoded (corrupt data); check the cable and USB bandwidth")
+            raise CameraError(
+                f"{self.label}: a frame arrived but could not be decoded (corrupt data); check the cable and USB bandwidth"
+            )
         height, width = bgr.shape[:2]
         if (width, height) != (self.settings.width, self.settings.height):
             raise CameraError(self._size_mismatch(width, height))
@@ -194,14 +216,20 @@ class OpenCVCamera(Camera):
         source = self.config.source
         if self._device_path is not None:
             if not os.path.exists(self._device_path):
-                return f"{self.label}: {device_name(self._device_path)} disappeared; check the cable and that the camera is still plugged in"
+                return (
+                    f"{self.label}: {device_name(self._device_path)} disappeared; "
+                    "check the cable and that the camera is still plugged in"
+                )
             return (
                 f"{self.label}: no frame within {READ_TIMEOUT_S:g} s; check the cable and USB bandwidth "
                 "(cameras sharing a USB controller; MJPG needs far less than YUYV)"
             )
         if self._paced:
             return f"{self.label}: {source} ended and could not be read again from the start; check it is a complete video file"
-        return f"{self.label}: the stream ended or sent nothing for {READ_TIMEOUT_S:g} s; check the stream's server is running and the network to it"
+        return (
+            f"{self.label}: the stream ended or sent nothing for {READ_TIMEOUT_S:g} s; "
+            "check the stream's server is running and the network to it"
+        )
 
     def _close_device(self) -> None:
         cap, self._cap = self._cap, None

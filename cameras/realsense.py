@@ -276,7 +276,8 @@ def apply_controls(device: rs.device, config: RealSenseCameraConfig) -> None:
     if config.inter_cam_sync_mode != 0:
         if stereo is None:
             raise CameraError(
-                f"inter_cam_sync_mode={config.inter_cam_sync_mode} needs a depth module with a sync connector; this RealSense has none"
+                f"inter_cam_sync_mode={config.inter_cam_sync_mode} needs a depth module with a sync connector; this RealSense "
+                "has none"
             )
         _set(stereo, rs.option.inter_cam_sync_mode, config.inter_cam_sync_mode, "inter_cam_sync_mode", config.inter_cam_sync_mode)
     elif stereo is not None:
@@ -306,7 +307,8 @@ def _set(
     where = f"the {_sensor_name(sensor)} of this RealSense"
     if not sensor.supports(option):
         raise CameraError(
-            f"{where} has no {option.name} control, so {field}: {given:g} cannot be applied; remove {field} from the camera's config"
+            f"{where} has no {option.name} control, so {field}: {given:g} cannot be applied; remove {field} from the camera's "
+            "config"
         )
     allowed = sensor.get_option_range(option)
     if not allowed.min <= value <= allowed.max:

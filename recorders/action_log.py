@@ -50,7 +50,9 @@ class ActionLog:
         self._thread.join()
         self._file.close()
         if self.error is not None:
-            raise ActionLogError(f"the action log {self.path} stopped after {self.written} rows: {self.error.strerror or self.error}")
+            raise ActionLogError(
+                f"the action log {self.path} stopped after {self.written} rows: {self.error.strerror or self.error}"
+            )
 
     def _write(self) -> None:
         while (row := self._rows.get()) is not None:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from recorders.layout import CODEBASE_VERSION, FileIndex
+from recorders.episode import StagedEpisode
+from recorders.layout import CODEBASE_VERSION, FileIndex, Layout
 from recorders.manifest import verify
 from recorders.reader import DatasetReader, DatasetReadError, read_parquet
 from recorders.stats import STAT_NAMES
@@ -19,6 +21,10 @@ from recorders.video import VideoError, decode_frames
 
 TOLERANCE_S = 1e-4
 """LeRobot's tolerance between a requested timestamp and the decoded frame's."""
+BOOKKEEPING = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+"""LeRobot's own columns, in every data file; the row checks read them."""
+SHOWN_ROWS = 5
+"""Rows named in a problem before the rest are only counted."""
 
 
 @dataclass
@@ -42,8 +48,9 @@ def check_dataset(root: Path | str, *, decode: bool = True, progress: Callable[[
     try:
         reader = DatasetReader(root)
         _check_info(reader, report)
-        _check_episodes(reader, report)
-        _check_data(reader, report)
+        tasks = _read_tasks(reader, report)
+        _check_episodes(reader, tasks, report)
+        _check_data(reader, tasks, report)
         _check_stats(reader, report)
         _check_videos(reader, report, decode, progress)
     except (DatasetReadError, KeyError) as exc:
@@ -51,9 +58,9 @@ def check_dataset(root: Path | str, *, decode: bool = True, progress: Callable[[
         return report
     if (root / "meta" / "commit.json").exists():
         report.problems.append("meta/commit.json: a commit was interrupted; `record --resume` finishes it")
-    staged = sorted((root / ".staging").glob("episode-*")) if (root / ".staging").exists() else []
-    if staged:
-        report.notes.append(f"{len(staged)} episode(s) recorded but not committed in .staging: `record --resume` commits them")
+    if not reader.episodes and reader.info.get("total_episodes") == 0:
+        report.notes.append("no episodes yet: the dataset was created, but no episode was committed to it")
+    _note_staging(reader.layout, len(reader.episodes), report)
     progress("checking sha256 against the run manifests")
     report.problems.extend(verify(reader.layout))
     return report
@@ -62,28 +69,53 @@ def check_dataset(root: Path | str, *, decode: bool = True, progress: Callable[[
 def _check_info(reader: DatasetReader, report: CheckReport) -> None:
     info = reader.info
     if info.get("codebase_version") != CODEBASE_VERSION:
-        report.problems.append(f"meta/info.json: codebase_version {info.get('codebase_version')!r}, expected {CODEBASE_VERSION!r}")
+        report.problems.append(
+            f"meta/info.json: codebase_version {info.get('codebase_version')!r}, expected {CODEBASE_VERSION!r}"
+        )
     for key in ("robot_type", "fps", "total_episodes", "total_frames", "total_tasks", "data_path", "features", "splits"):
         if key not in info:
             report.problems.append(f"meta/info.json: missing {key!r}")
+    for key in BOOKKEEPING:
+        if key not in info.get("features", {}):
+            report.problems.append(f"meta/info.json: features lack LeRobot's {key!r}")
 
 
-def _check_episodes(reader: DatasetReader, report: CheckReport) -> None:
+def _read_tasks(reader: DatasetReader, report: CheckReport) -> dict[int, str]:
+    """Task index -> task. A dataset gets its tasks.parquet with its first committed episode."""
+    if not reader.layout.tasks.exists():
+        if reader.episodes:
+            report.problems.append(
+                f"meta/tasks.parquet: missing, while the episodes metadata lists {len(reader.episodes)} episode(s)"
+            )
+        return {}
+    try:
+        return reader.tasks
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        report.problems.append(f"meta/tasks.parquet: cannot read it ({exc})")
+        return {}
+
+
+def _check_episodes(reader: DatasetReader, tasks_by_index: dict[int, str], report: CheckReport) -> None:
     episodes, info = reader.episodes, reader.info
     report.episodes = len(episodes)
     report.frames = sum(e["length"] for e in episodes)
     if [e["episode_index"] for e in episodes] != list(range(len(episodes))):
         report.problems.append("meta/episodes: episode_index is not 0..N-1 in order")
     if len(episodes) != info["total_episodes"]:
-        report.problems.append(f"meta/info.json: total_episodes {info['total_episodes']}, episodes metadata lists {len(episodes)}")
+        report.problems.append(
+            f"meta/info.json: total_episodes {info['total_episodes']}, episodes metadata lists {len(episodes)}"
+        )
     if report.frames != info["total_frames"]:
         report.problems.append(f"meta/info.json: total_frames {info['total_frames']}, episode lengths sum to {report.frames}")
     start = 0
     for e in episodes:
         if (e["dataset_from_index"], e["dataset_to_index"]) != (start, start + e["length"]):
-            report.problems.append(f"episode {e['episode_index']}: dataset_from/to_index {e['dataset_from_index']}..{e['dataset_to_index']}, expected {start}..{start + e['length']}")
+            report.problems.append(
+                f"episode {e['episode_index']}: dataset_from/to_index {e['dataset_from_index']}..{e['dataset_to_index']}, "
+                f"expected {start}..{start + e['length']}"
+            )
         start += e["length"]
-    tasks = set(reader.tasks.values())
+    tasks = set(tasks_by_index.values())
     if len(tasks) != info["total_tasks"]:
         report.problems.append(f"meta/info.json: total_tasks {info['total_tasks']}, tasks.parquet lists {len(tasks)}")
     for e in episodes:
@@ -91,10 +123,47 @@ def _check_episodes(reader: DatasetReader, report: CheckReport) -> None:
             report.problems.append(f"episode {e['episode_index']}: task {e['tasks']} is not in meta/tasks.parquet")
 
 
-def _check_data(reader: DatasetReader, report: CheckReport) -> None:
+@dataclass(frozen=True)
+class _Numbers:
+    """A numeric column of a data file, whichever Arrow type holds it."""
+
+    row: np.ndarray
+    """For each value, the file row it belongs to."""
+    values: np.ndarray
+    rows: int
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.bincount(self.row, minlength=self.rows)
+
+    def nonfinite_rows(self) -> np.ndarray:
+        bad = np.zeros(self.rows, bool)
+        bad[self.row[~np.isfinite(self.values)]] = True
+        return bad
+
+
+def _numbers(column: pa.ChunkedArray) -> _Numbers | None:
+    """LeRobot writes a vector as a fixed_size_list (its recorder, and ours), a list or large_list (a merge by
+    `lerobot-edit-dataset`, which goes through pandas), of float32 or float64; a one-value feature as a scalar
+    or a list of one. All of these are numbers per row; None when the column holds something else."""
+    array = column.combine_chunks()
+    row = np.arange(len(array))
+    while pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type):
+        row = row[pc.list_parent_indices(array).to_numpy()]  # a null list has no values: its row has too few
+        array = pc.list_flatten(array)
+    if not (pa.types.is_floating(array.type) or pa.types.is_integer(array.type) or pa.types.is_boolean(array.type)):
+        return None
+    return _Numbers(row, array.to_numpy(zero_copy_only=False), len(column))
+
+
+def _is_numeric(feature: dict) -> bool:
+    return feature["dtype"].startswith(("float", "int", "uint", "bool"))
+
+
+def _check_data(reader: DatasetReader, tasks: dict[int, str], report: CheckReport) -> None:
     features = {k: f for k, f in reader.info["features"].items() if f["dtype"] != "video"}
     fps, episodes = reader.fps, reader.episodes
-    seen = collections.Counter()
+    seen: collections.Counter[int] = collections.Counter()
     indexes = []
     for path in reader.data_files():
         table = read_parquet(path)
@@ -103,49 +172,90 @@ def _check_data(reader: DatasetReader, report: CheckReport) -> None:
         if missing:
             report.problems.append(f"{name}: missing columns {missing}")
             continue
+        columns = {}
         for key, feature in features.items():
-            width = table[key].type.list_size if pa.types.is_fixed_size_list(table[key].type) else 1
-            if width != feature["shape"][0]:
-                report.problems.append(f"{name}: column {key!r} has {width} values per row, the feature says {feature['shape'][0]}")
-        indexes.append(table["index"].to_numpy())
-        for ep in np.unique(table["episode_index"].to_numpy()):
-            rows = table.filter(pa.compute.equal(table["episode_index"], int(ep)))
-            seen[int(ep)] += len(rows)
-            _check_episode_rows(int(ep), rows, fps, episodes, path, reader, report)
+            if not _is_numeric(feature):
+                continue
+            numbers = _numbers(table[key])
+            if numbers is None:
+                report.problems.append(f"{name}: column {key!r} holds {table[key].type}, the feature says {feature['dtype']}")
+                continue
+            width = int(np.prod(feature["shape"]))
+            wrong = np.flatnonzero(numbers.lengths != width)
+            if wrong.size:
+                counts = sorted(set(numbers.lengths[wrong].tolist()))
+                report.problems.append(
+                    f"{name}: column {key!r} has {' or '.join(map(str, counts))} values in {_rows(wrong)}, "
+                    f"the feature says {width}"
+                )
+                continue
+            columns[key] = numbers
+        if not all(key in columns for key in BOOKKEEPING):
+            continue  # each unusable column is reported above
+        indexes.append(columns["index"].values)
+        episode_index = columns["episode_index"].values
+        for ep in np.unique(episode_index):
+            rows = episode_index == ep
+            seen[int(ep)] += int(rows.sum())
+            _check_episode_rows(int(ep), rows, columns, fps, tasks, path, reader, report)
     index = np.sort(np.concatenate(indexes)) if indexes else np.zeros(0, np.int64)
     if not np.array_equal(index, np.arange(report.frames)):
         report.problems.append(f"data: index is not contiguous 0..{report.frames - 1} ({len(index)} rows)")
     for e in episodes:
         if seen[e["episode_index"]] != e["length"]:
-            report.problems.append(f"episode {e['episode_index']}: {seen[e['episode_index']]} data rows, metadata says {e['length']}")
+            report.problems.append(
+                f"episode {e['episode_index']}: {seen[e['episode_index']]} data rows, metadata says {e['length']}"
+            )
 
 
-def _check_episode_rows(ep: int, rows: pa.Table, fps: int, episodes: list[dict], path: Path, reader: DatasetReader, report: CheckReport) -> None:
+def _check_episode_rows(
+    ep: int,
+    rows: np.ndarray,
+    columns: dict[str, _Numbers],
+    fps: int,
+    tasks: dict[int, str],
+    path: Path,
+    reader: DatasetReader,
+    report: CheckReport,
+) -> None:
+    """`rows`: which rows of the file `path` belong to episode `ep`."""
+    episodes = reader.episodes
     if ep >= len(episodes):
-        report.problems.append(f"{path.relative_to(reader.root)}: rows of episode {ep}, which the episodes metadata does not list")
+        report.problems.append(
+            f"{path.relative_to(reader.root)}: rows of episode {ep}, which the episodes metadata does not list"
+        )
         return
     meta = episodes[ep]
     if reader.layout.data(FileIndex(meta["data/chunk_index"], meta["data/file_index"])) != path:
         report.problems.append(f"episode {ep}: rows in {path.relative_to(reader.root)}, metadata points elsewhere")
-    frame_index = rows["frame_index"].to_numpy()
-    if not np.array_equal(frame_index, np.arange(len(rows))):
-        report.problems.append(f"episode {ep}: frame_index is not 0..{len(rows) - 1} in order")
-    timestamps = rows["timestamp"].to_numpy()
-    if len(timestamps) and np.abs(timestamps - np.arange(len(rows)) / fps).max() > TOLERANCE_S:
+    frame_index = columns["frame_index"].values[rows]
+    if not np.array_equal(frame_index, np.arange(len(frame_index))):
+        report.problems.append(f"episode {ep}: frame_index is not 0..{len(frame_index) - 1} in order")
+    timestamps = columns["timestamp"].values[rows]
+    if len(timestamps) and np.abs(timestamps - np.arange(len(timestamps)) / fps).max() > TOLERANCE_S:
         report.problems.append(f"episode {ep}: timestamp is not frame_index / fps")
-    if not np.isin(rows["task_index"].to_numpy(), list(reader.tasks)).all():
+    if not np.isin(columns["task_index"].values[rows], list(tasks)).all():
         report.problems.append(f"episode {ep}: task_index not in meta/tasks.parquet")
-    for key in (k for k, f in reader.info["features"].items() if f["dtype"].startswith("float")):
-        values = rows[key].combine_chunks()
-        flat = values.flatten() if pa.types.is_fixed_size_list(values.type) else values
-        if not np.isfinite(flat.to_numpy(zero_copy_only=False)).all():
-            report.problems.append(f"episode {ep}: {key} has NaN or infinite values")
+    for key, numbers in columns.items():
+        bad = numbers.nonfinite_rows()[rows]
+        if bad.any():
+            report.problems.append(f"episode {ep}: {key} has NaN or infinite values at frame_index {_listed(frame_index[bad])}")
+
+
+def _rows(rows: np.ndarray) -> str:
+    return f"{len(rows)} row(s) ({_listed(rows)})"
+
+
+def _listed(numbers: np.ndarray) -> str:
+    shown = ", ".join(str(int(n)) for n in numbers[:SHOWN_ROWS])
+    return shown + (f" and {len(numbers) - SHOWN_ROWS} more" if len(numbers) > SHOWN_ROWS else "")
 
 
 def _check_stats(reader: DatasetReader, report: CheckReport) -> None:
     path = reader.layout.stats
     if not path.exists():
-        report.problems.append("meta/stats.json: missing")
+        if reader.episodes:  # written with the first committed episode
+            report.problems.append("meta/stats.json: missing")
         return
     stats = json.loads(path.read_text())
     for key, feature in reader.info["features"].items():
@@ -176,7 +286,11 @@ def _check_videos(reader: DatasetReader, report: CheckReport, decode: bool, prog
             for e in episodes:
                 start = round(e[f"videos/{key}/from_timestamp"] * fps)
                 if start != expected or abs(e[f"videos/{key}/to_timestamp"] - (start + e["length"]) / fps) > TOLERANCE_S:
-                    report.problems.append(f"{name}: episode {e['episode_index']} spans {e[f'videos/{key}/from_timestamp']}..{e[f'videos/{key}/to_timestamp']} s, expected to start at frame {expected} and last {e['length']} frames")
+                    report.problems.append(
+                        f"{name}: episode {e['episode_index']} spans "
+                        f"{e[f'videos/{key}/from_timestamp']}..{e[f'videos/{key}/to_timestamp']} s, "
+                        f"expected to start at frame {expected} and last {e['length']} frames"
+                    )
                 expected = start + e["length"]
             if decode:
                 progress(f"decoding {name}")
@@ -191,7 +305,9 @@ def _decode(path: Path, name: Path, expected: int, fps: int, size: tuple[int, in
                 report.problems.append(f"{name}: frame {i} is at {pts_s:.6f} s, expected {i / fps:.6f} s")
                 return
             if image.shape[:2] != size:
-                report.problems.append(f"{name}: frames are {image.shape[1]}x{image.shape[0]}, the feature says {size[1]}x{size[0]}")
+                report.problems.append(
+                    f"{name}: frames are {image.shape[1]}x{image.shape[0]}, the feature says {size[1]}x{size[0]}"
+                )
                 return
             frames += 1
     except VideoError as exc:
@@ -201,3 +317,24 @@ def _decode(path: Path, name: Path, expected: int, fps: int, size: tuple[int, in
     report.frames_decoded += frames
     if frames != expected:
         report.problems.append(f"{name}: {frames} frames, the episodes need {expected}")
+
+
+def _note_staging(layout: Layout, committed: int, report: CheckReport) -> None:
+    """What `record --resume` will do with the takes left in .staging (recorders/dataset.py, `_recover`)."""
+    waiting, leftover = 0, 0
+    for directory in sorted(layout.staging.iterdir()) if layout.staging.exists() else ():
+        try:
+            staged = StagedEpisode.load(directory)
+        except (OSError, ValueError, KeyError) as exc:
+            report.problems.append(f".staging/{directory.name}: cannot read it ({exc})")
+            continue
+        if staged is None or staged.index < committed:  # its recording was cut short, or it was committed just before a crash
+            leftover += 1
+        else:
+            waiting += 1
+    if waiting:
+        report.notes.append(
+            f"{waiting} episode(s) recorded but not committed, in .staging: `record --resume` commits them before recording more"
+        )
+    if leftover:
+        report.notes.append(f"{leftover} unfinished or already committed take(s) in .staging: `record --resume` deletes them")

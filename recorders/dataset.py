@@ -100,27 +100,36 @@ class DatasetWriter:
             raise DatasetError(f"cannot write the dataset at {root}: {_reason(exc)}") from exc
         if self.layout.info.exists():
             if not resume:
-                raise DatasetError(f"{root} already holds a dataset: pass --resume to add episodes to it, or choose another --dataset path")
+                raise DatasetError(
+                    f"{root} already holds a dataset: pass --resume to add episodes to it, or choose another --dataset path"
+                )
             self._finished_commit = bool(self.journal.recover())  # before anything is read
             self._load()
         elif any(p.name != self.layout.staging.name for p in root.iterdir()):
-            raise DatasetError(f"{root} is not empty and holds no dataset (no meta/info.json): choose an empty or new --dataset path")
+            raise DatasetError(
+                f"{root} is not empty and holds no dataset (no meta/info.json): choose an empty or new --dataset path"
+            )
 
     def _load(self) -> None:
         info = _read_json(self.layout.info)
         problems = self.spec.mismatches(info)
         if problems:
             raise DatasetError(
-                f"cannot resume {self.root}: it was recorded differently:\n  - " + "\n  - ".join(problems) + "\nrecord into a new --dataset path, or run with the settings it was recorded with"
+                f"cannot resume {self.root}: it was recorded differently:\n  - "
+                + "\n  - ".join(problems)
+                + "\nrecord into a new --dataset path, or run with the settings it was recorded with"
             )
         if self.layout.tasks.exists():
             tasks = pd.read_parquet(self.layout.tasks)
-            self.tasks = {str(task): int(index) for task, index in zip(tasks.index, tasks["task_index"])}
+            self.tasks = {str(task): int(index) for task, index in zip(tasks.index, tasks["task_index"], strict=True)}
         episodes_file = self.layout.episodes(EPISODES_FILE)
         if episodes_file.exists():
             self.episodes = pq.read_table(episodes_file).to_pylist()
         if len(self.episodes) != info.get("total_episodes"):
-            raise DatasetError(f"{self.layout.info}: total_episodes is {info.get('total_episodes')} but the episodes metadata lists {len(self.episodes)}")
+            raise DatasetError(
+                f"{self.layout.info}: total_episodes is {info.get('total_episodes')} but the episodes metadata lists "
+                f"{len(self.episodes)}"
+            )
 
     def _recover(self) -> Recovery:
         finished = self._finished_commit
@@ -153,7 +162,10 @@ class DatasetWriter:
             self.written.update(targets)
         except OSError as exc:
             remove_temporaries(self.root)
-            raise DatasetError(f"could not commit episode {index} to {self.root}: {_reason(exc)}; it stays staged and is committed when you resume") from exc
+            raise DatasetError(
+                f"could not commit episode {index} to {self.root}: {_reason(exc)}; it stays staged and is committed when you "
+                "resume"
+            ) from exc
         self.episodes.append(row)
         self.tasks = tasks
         staged.remove()
@@ -175,9 +187,9 @@ class DatasetWriter:
         row["dataset_to_index"] = self.total_frames + staged.frames
         row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = EPISODES_FILE.chunk, EPISODES_FILE.file
         episode_stats = self._episode_stats(rows, staged)
-        for feature, stats in episode_stats.items():
+        for feature, feature_stats in episode_stats.items():
             for name in STAT_NAMES:
-                row[f"stats/{feature}/{name}"] = stats[name].tolist()
+                row[f"stats/{feature}/{name}"] = feature_stats[name].tolist()
         row.update({f"recording/{key}": value for key, value in _recording(staged).items()})
         episodes = [*self.episodes, row]
         tasks_frame = pd.DataFrame({"task_index": list(tasks.values())}, index=pd.Index(list(tasks), name="task"))
@@ -253,7 +265,11 @@ class DatasetWriter:
                 stats[key] = staged.image_stats[key.removeprefix("observation.images.")]
             else:
                 column = rows[key]
-                values = np.stack(column.to_numpy(zero_copy_only=False)) if pa.types.is_fixed_size_list(column.type) else column.to_numpy()
+                values = (
+                    np.stack(column.to_numpy(zero_copy_only=False))
+                    if pa.types.is_fixed_size_list(column.type)
+                    else column.to_numpy()
+                )
                 stats[key] = vector_stats(values)
         return stats
 

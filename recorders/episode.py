@@ -44,14 +44,23 @@ class EpisodeRecorder:
     """Collects one episode. `add` runs on the control tick and never waits; `finish` (off the tick)
     drains the video writers and writes the staged episode."""
 
-    def __init__(self, directory: Path, index: int, spec: DatasetSpec, videos: Mapping[str, VideoSettings], task: str, t0_s: float, queue_frames: int = 30) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        index: int,
+        spec: DatasetSpec,
+        videos: Mapping[str, VideoSettings],
+        task: str,
+        t0_s: float,
+        queue_frames: int = 30,
+    ) -> None:
         self.directory = directory
         self.index = index
         self.spec = spec
         self.task = task
         self.t0_s = t0_s
         """The episode's first tick deadline on the monotonic clock: row times are stored relative to it."""
-        self.started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        self.started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         directory.mkdir(parents=True)
         self._rows = _Rows(capture_s={c: [] for c in spec.cameras}, frame_number={c: [] for c in spec.cameras})
         self._writers: dict[str, LiveVideoWriter] = {}
@@ -76,7 +85,8 @@ class EpisodeRecorder:
         return max((w.queued for w in self._writers.values()), default=0)
 
     def add(self, tick_s: float, state_s: float, state: np.ndarray, action: np.ndarray, frames: Mapping[str, Frame]) -> None:
-        """One row: the tick's start and the follower's read time (monotonic s), joint state, action sent, one frame per camera."""
+        """One row: the tick's start and the follower's read time (monotonic s), joint state, action sent, one frame per "
+        "camera."""
         index = self.frames
         rows = self._rows
         for camera, writer in self._writers.items():

@@ -126,7 +126,13 @@ class DatasetSpec:
         for camera in self.cameras:
             features[capture_key(camera)] = _scalar("float64")
             features[frame_number_key(camera)] = _scalar("int64")
-        for name, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"), ("index", "int64"), ("task_index", "int64")):
+        for name, dtype in (
+            ("timestamp", "float32"),
+            ("frame_index", "int64"),
+            ("episode_index", "int64"),
+            ("index", "int64"),
+            ("task_index", "int64"),
+        ):
             features[name] = _scalar(dtype)
         return features
 
@@ -158,4 +164,6 @@ def _brief(feature: Mapping[str, Any]) -> str:
     info = feature.get("info") or {}
     codec = f" {info['video.codec']}" if "video.codec" in info else ""
     names = feature.get("names")
-    return f"{feature.get('dtype')} {feature.get('shape')}{codec}" + (f" {names}" if names and feature.get("dtype") != "video" else "")
+    return f"{feature.get('dtype')} {feature.get('shape')}{codec}" + (
+        f" {names}" if names and feature.get("dtype") != "video" else ""
+    )

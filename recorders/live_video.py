@@ -64,7 +64,13 @@ class _Sampler:
         return np.stack([sample for _, sample in self._kept])
 
 
-_STOP = object()
+class _Stop:
+    """The worker's last item after abort(): end without closing the episode."""
+
+
+_STOP = _Stop()
+_Item = tuple[int, np.ndarray] | int | _Stop
+"""A frame (index, image), finish(frames), or stop."""
 
 
 class LiveVideoWriter:
@@ -81,7 +87,7 @@ class LiveVideoWriter:
         self.path = path
         self.settings = settings
         self._shape = (settings.height, settings.width, 3)
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_frames)
         self._overflowed = 0
         self._last_index = -1
         self._closed = False
@@ -169,7 +175,7 @@ class LiveVideoWriter:
 
     def _run(self) -> None:
         # After a failure or abort the loop keeps draining, so put() never blocks and finish() is heard.
-        while (item := self._next_item()) is not _STOP:
+        while not isinstance(item := self._next_item(), _Stop):
             healthy = self._error is None and not self._stopping.is_set()
             if isinstance(item, int):
                 if healthy:
@@ -186,7 +192,7 @@ class LiveVideoWriter:
         except BaseException as error:  # reported by put() and finish()
             self._error = error
 
-    def _next_item(self) -> object:
+    def _next_item(self) -> _Item:
         """The next queued item; stops the worker if the program ended without finish() or abort()."""
         while True:
             try:

@@ -21,7 +21,7 @@ PACKAGES = ("robot-runtime", "av", "pyarrow", "pandas", "numpy", "opencv-python-
 
 def new_run_id() -> str:
     """Sortable by start time, unique across machines."""
-    return f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    return f"{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 def sha256(path: Path) -> str:
@@ -41,7 +41,9 @@ def software_versions() -> dict[str, str]:
             continue
     import av  # the FFmpeg libraries inside PyAV decide what the videos are
 
-    versions.update({f"ffmpeg {name}": ".".join(map(str, v)) if isinstance(v, tuple) else str(v) for name, v in av.library_versions.items()})
+    versions.update(
+        {f"ffmpeg {name}": ".".join(map(str, v)) if isinstance(v, tuple) else str(v) for name, v in av.library_versions.items()}
+    )
     return versions
 
 
@@ -51,7 +53,7 @@ def write_manifest(layout: Layout, run_id: str, run: Mapping[str, Any], robot: M
     existing = sorted({p for p in files if p.exists()})
     manifest = {
         "run_id": run_id,
-        "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "written_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "run": dict(run),
         "robot": dict(robot),
         "software": software_versions(),

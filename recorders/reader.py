@@ -72,7 +72,7 @@ class DatasetReader:
     @cached_property
     def tasks(self) -> dict[int, str]:
         frame = pd.read_parquet(self.layout.tasks)
-        return {int(i): str(task) for task, i in zip(frame.index, frame["task_index"])}
+        return {int(i): str(task) for task, i in zip(frame.index, frame["task_index"], strict=True)}
 
     def data_files(self) -> list[Path]:
         return sorted((self.root / "data").glob("*/*.parquet"))

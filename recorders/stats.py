@@ -61,7 +61,7 @@ def _stats(values: np.ndarray, axis: int | tuple[int, ...], count: int) -> Featu
         "count": np.array([count]),
     }
     quantiles = np.quantile(values, list(QUANTILES.values()), axis=axis)
-    stats.update(zip(QUANTILES, quantiles))
+    stats.update(zip(QUANTILES, quantiles, strict=True))
     return stats
 
 

@@ -2,10 +2,10 @@
 episodes into a camera's file, and decoding.
 
 During an episode each camera has a LiveVideoWriter (recorders/live_video.py): `put()` only queues a
-reference, and one thread per camera encodes a near-lossless H.264 intermediate (x264 ultrafast costs ~3 ms of CPU a frame, where AV1
-would need ~19 ms and starve a 30 Hz loop on two cores). After the episode `encode_final` makes the final
-AV1 or H.264 at low CPU priority, and `append_video` adds it to the camera's dataset file by copying
-packets. Every frame of every file sits at pts = i * 512 in time base 1/(fps * 512), exactly i / fps:
+reference, and one thread per camera encodes a near-lossless H.264 intermediate (x264 ultrafast costs ~3 ms
+of CPU a frame, where AV1 would need ~19 ms and starve a 30 Hz loop on two cores). After the episode
+`encode_final` makes the final AV1 or H.264 at low CPU priority, and `append_video` adds it to the camera's
+dataset file by copying packets. Every frame of every file sits at pts = i * 512 in time base 1/(fps * 512), exactly i / fps:
 LeRobot finds episode k's frames at from_timestamp + t within 1e-4 s.
 """
 
@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
@@ -30,7 +31,8 @@ import numpy as np
 from recorders.atomic import fsync_file
 
 VIDEO_CODECS = ("av1", "h264")
-ENCODERS = {"av1": "libsvtav1", "h264": "libx264"}
+Encoder = Literal["libsvtav1", "libx264"]
+ENCODERS: dict[str, Encoder] = {"av1": "libsvtav1", "h264": "libx264"}
 PIX_FMT = "yuv420p"
 PTS_PER_FRAME = 512
 """Time base 1/(fps * 512): with 30 fps this is 1/15360, the MP4 track time scale FFmpeg itself picks."""
@@ -42,7 +44,6 @@ _READ_HINT = "check that the file exists and is a complete MP4 (one cut short by
 
 # SVT-AV1 prints ~20 info lines to stderr for every encoder it opens; keep errors only unless told otherwise.
 os.environ.setdefault("SVT_LOG", "1")
-
 
 
 class VideoError(RuntimeError):
@@ -141,7 +142,7 @@ def remove_file(path: Path) -> None:
 class VideoOutput:
     """An MP4 being encoded: one video stream, frame i at pts i * 512 in time base 1/(fps * 512)."""
 
-    def __init__(self, path: Path, settings: VideoSettings, encoder: str, options: dict[str, str], threads: int = 0) -> None:
+    def __init__(self, path: Path, settings: VideoSettings, encoder: Encoder, options: dict[str, str], threads: int = 0) -> None:
         self.path = path
         self.frames = 0
         self._time_base = settings.time_base
@@ -215,7 +216,7 @@ def _isolation() -> tuple[str, ...]:
     """Command prefix that starts the encoder process without root (and so without real-time threads)."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("unshare") is None:
         return ()
-    probe = subprocess.run(["unshare", "--user", "true"], capture_output=True)
+    probe = subprocess.run(["unshare", "--user", "true"], capture_output=True, check=False)
     return ("unshare", "--user") if probe.returncode == 0 else ()
 
 
@@ -244,8 +245,16 @@ def encode_final(episode: Path, out: Path, settings: VideoSettings) -> int:
     """
     if settings.reuses_intermediate:
         return _remux([(episode, None)], out, settings.fps)
-    command = [*_isolation(), sys.executable, "-m", "recorders.video", str(episode), str(out), json.dumps(dataclasses.asdict(settings))]
-    result = subprocess.run(command, capture_output=True, text=True)
+    command = [
+        *_isolation(),
+        sys.executable,
+        "-m",
+        "recorders.video",
+        str(episode),
+        str(out),
+        json.dumps(dataclasses.asdict(settings)),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         remove_file(out)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -296,22 +305,22 @@ def _remux(parts: list[tuple[Path, int | None]], out: Path, fps: int) -> int:
         for path, limit in parts:
             container, stream = _open_video(path)
             stack.enter_context(container)
-            inputs.append((path, limit, stream))
-        _check_same_format([(path, stream) for path, _, stream in inputs], time_base)
+            inputs.append((path, limit, container, stream))
+        _check_same_format([(path, stream) for path, _, _, stream in inputs], time_base)
         with _errors(out, "write", _WRITE_HINT):
             destination = av.open(str(out), "w", format="mp4", options={"video_track_timescale": str(fps * PTS_PER_FRAME)})
         try:
-            target = destination.add_stream_from_template(inputs[0][2], opaque=True)  # the decoder's context: no encoder needed
+            target = destination.add_stream_from_template(inputs[0][3], opaque=True)  # the decoder's context: no encoder needed
             target.time_base = time_base
             frames, last_dts = 0, None
-            for path, limit, stream in inputs:
+            for path, limit, container, stream in inputs:
                 copied = 0
-                for packet in _packets(path, stream, limit):
-                    packet.pts += frames * PTS_PER_FRAME
-                    packet.dts += frames * PTS_PER_FRAME
-                    if last_dts is not None and packet.dts <= last_dts:
-                        packet.dts = last_dts + 1  # files whose encoder delay differs (one-frame episodes)
-                    last_dts = packet.dts
+                for packet, pts, dts in _packets(path, container, stream, limit):
+                    shifted_dts = dts + frames * PTS_PER_FRAME
+                    if last_dts is not None and shifted_dts <= last_dts:
+                        shifted_dts = last_dts + 1  # files whose encoder delay differs (one-frame episodes)
+                    packet.pts, packet.dts = pts + frames * PTS_PER_FRAME, shifted_dts
+                    last_dts = shifted_dts
                     packet.stream = target
                     with _errors(out, "write", _WRITE_HINT):
                         destination.mux(packet)
@@ -328,21 +337,26 @@ def _remux(parts: list[tuple[Path, int | None]], out: Path, fps: int) -> int:
     return frames
 
 
-def _packets(path: Path, stream: av.video.stream.VideoStream, limit: int | None) -> Iterator[av.Packet]:
-    """Packets of the first `limit` frames (None: all), in decode order."""
+def _packets(
+    path: Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream, limit: int | None
+) -> Iterator[tuple[av.Packet, int, int]]:
+    """(packet, pts, dts) of the first `limit` frames (None: all), in decode order."""
     count = 0
     with _errors(path, "read", _READ_HINT):
-        for packet in stream.container.demux(stream):
-            if packet.dts is None:  # the demuxer's end-of-stream marker
+        for packet in container.demux(stream):
+            pts, dts = packet.pts, packet.dts
+            if dts is None:  # the demuxer's end-of-stream marker
                 continue
-            if limit is not None and packet.pts >= limit * PTS_PER_FRAME:
-                if packet.pts == limit * PTS_PER_FRAME and not packet.is_keyframe:
+            if pts is None:
+                raise VideoError(f"cannot read {path}: a frame has no presentation time; {_READ_HINT}")
+            if limit is not None and pts >= limit * PTS_PER_FRAME:
+                if pts == limit * PTS_PER_FRAME and not packet.is_keyframe:
                     raise VideoError(f"keep_frames={limit} is not an episode start in {path} (frame {limit} is not a keyframe)")
-                if packet.dts >= limit * PTS_PER_FRAME:
+                if dts >= limit * PTS_PER_FRAME:
                     break  # decode order: no later packet belongs to the first `limit` frames
                 continue
             count += 1
-            yield packet
+            yield packet, pts, dts
     if limit is not None and count < limit:
         raise VideoError(f"{path} has {count} frames, fewer than keep_frames={limit}; check the episode index against the video")
 
@@ -360,12 +374,14 @@ def _check_same_format(inputs: list[tuple[Path, av.video.stream.VideoStream]], t
     first_path, first = inputs[0]
     if first.time_base != time_base:
         raise VideoError(
-            f"{first_path} has time base {first.time_base}, not {time_base}; it was not written for {time_base.denominator // PTS_PER_FRAME} fps"
+            f"{first_path} has time base {first.time_base}, not {time_base}; it was not written for "
+            f"{time_base.denominator // PTS_PER_FRAME} fps"
         )
     for path, stream in inputs[1:]:
         if describe(stream) != describe(first):
             raise VideoError(
-                f"cannot join {path} (codec, width, height, pix_fmt, time base {describe(stream)}) to {first_path} ({describe(first)}); "
+                f"cannot join {path} (codec, width, height, pix_fmt, time base {describe(stream)}) to {first_path} "
+                f"({describe(first)}); "
                 "check that both videos are from the same camera and dataset settings"
             )
         if stream.codec_context.extradata != first.codec_context.extradata:
@@ -387,18 +403,23 @@ def decode_frames(path: Path, start_frame: int = 0, count: int | None = None) ->
     container, stream = _open_video(path)
     with container:
         stream.thread_type = "AUTO"
+        rate, time_base = stream.average_rate, stream.time_base
+        if rate is None or time_base is None:
+            raise VideoError(f"cannot read {path}: its video stream has no frame rate or time base; {_READ_HINT}")
         start_pts = 0
         if start_frame:
-            start_pts = round(start_frame / (stream.average_rate * stream.time_base))
+            start_pts = round(start_frame / (rate * time_base))
             with _errors(path, "seek in", _READ_HINT):
                 container.seek(start_pts, stream=stream, backward=True)
         if count == 0:
             return
         yielded = 0
         for frame in _decoded(path, container, stream):
+            if frame.pts is None:
+                raise VideoError(f"cannot read {path}: a frame has no presentation time; {_READ_HINT}")
             if frame.pts < start_pts:
                 continue  # decoded from the keyframe before start_frame
-            yield float(frame.pts * frame.time_base), frame.to_ndarray(format="rgb24")
+            yield float(frame.pts * time_base), frame.to_ndarray(format="rgb24")
             yielded += 1
             if yielded == count:
                 return

@@ -143,7 +143,9 @@ def resolve_robot_path(robot: str) -> Path:
             raise ConfigError(f"robot config {path} does not exist")
         return path
     if robot not in builtin_robot_names():
-        raise ConfigError(f"unknown robot {robot!r}: built-in robots are {', '.join(builtin_robot_names())}, or pass a path to a YAML file")
+        raise ConfigError(
+            f"unknown robot {robot!r}: built-in robots are {', '.join(builtin_robot_names())}, or pass a path to a YAML file"
+        )
     return Path(str(importlib.resources.files("configs.robots") / f"{robot}.yaml"))
 
 
@@ -169,7 +171,20 @@ def load_robot_config(robot: str, overrides: Sequence[str] = ()) -> RobotConfig:
         prefixes = [a.prefix for a in arms]
         if len(set(prefixes)) != len(prefixes):
             raise ConfigError(f"{path}: key '{key}': prefixes must be unique, got {prefixes}")
-    return RobotConfig(path, parsed.name, parsed.robot_type, parsed.fps, parsed.safety, parsed.sim, followers, leaders, parsed.cameras, parsed.camera_selection, parsed.policy, parsed.model_dump(mode="json"))
+    return RobotConfig(
+        path,
+        parsed.name,
+        parsed.robot_type,
+        parsed.fps,
+        parsed.safety,
+        parsed.sim,
+        followers,
+        leaders,
+        parsed.cameras,
+        parsed.camera_selection,
+        parsed.policy,
+        parsed.model_dump(mode="json"),
+    )
 
 
 def _apply_override(path: Path, raw: dict[str, Any], override: str) -> None:

@@ -1,26 +1,39 @@
-"""A scripted demonstration for simulated leader arms: smooth moves through waypoints, looped."""
+"""A scripted demonstration for simulated leader arms: smooth moves through waypoints, looped, started
+when mirroring starts (after the start check), so a slow start-up cannot move the leader away first."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from robot_runtime.config import SimConfig
 
 
 @dataclass(frozen=True)
 class ScriptedDemo:
-    """Position at time t: hold the start pose for `hold_s`, then visit each waypoint in `segment_s`
-    with a cosine blend (zero velocity at every waypoint), back to the start, and repeat."""
+    """Position `elapsed_s` after the demonstration started: hold the start pose for `hold_s`, then visit
+    each waypoint in `segment_s` with a cosine blend (zero velocity at every waypoint), back to the start,
+    and repeat."""
 
     start: np.ndarray
     waypoints: np.ndarray
     hold_s: float
     segment_s: float
-    t0_s: float
 
-    def __call__(self, t_s: float) -> np.ndarray:
-        t = t_s - self.t0_s - self.hold_s
+    @classmethod
+    def from_config(cls, sim: SimConfig, joints: Sequence[str]) -> ScriptedDemo:
+        """The robot config's `sim` section as vectors in the arm's joint order."""
+        start = pose_vector(sim.start_pose, joints, "sim.start_pose")
+        waypoints = np.array([pose_vector(w, joints, f"sim.demo.waypoints[{i}]") for i, w in enumerate(sim.demo.waypoints)])
+        return cls(start, waypoints, hold_s=sim.demo.hold_s, segment_s=sim.demo.segment_s)
+
+    def __call__(self, elapsed_s: float) -> np.ndarray:
+        t = elapsed_s - self.hold_s
         if t <= 0:
             return self.start.copy()
         path = np.vstack([self.start, self.waypoints, self.start])
@@ -30,11 +43,28 @@ class ScriptedDemo:
         blend = 0.5 - 0.5 * np.cos(np.pi * within)
         return path[k] + blend * (path[k + 1] - path[k])
 
+
+class Demonstration:
+    """A simulated leader playing a script: it holds the start pose until `start()`, then plays. A second
+    `start()` changes nothing, so a leader already moving never jumps back to the start."""
+
+    def __init__(self, script: ScriptedDemo, clock: Callable[[], float] = time.monotonic) -> None:
+        self.script = script
+        self._clock = clock
+        self._t0_s: float | None = None
+
     @property
-    def peak_speed_per_s(self) -> np.ndarray:
-        """Largest joint speed of the script (units/s): a cosine blend peaks at pi/2 x the mean speed."""
-        path = np.vstack([self.start, self.waypoints, self.start])
-        return np.abs(np.diff(path, axis=0)).max(axis=0) * np.pi / (2 * self.segment_s)
+    def started(self) -> bool:
+        return self._t0_s is not None
+
+    def start(self) -> None:
+        if self._t0_s is None:
+            self._t0_s = self._clock()
+
+    def __call__(self, now_s: float) -> np.ndarray:
+        """Where the leader is at `now_s` (on `clock`)."""
+        t0_s = self._t0_s
+        return self.script.start.copy() if t0_s is None else self.script(now_s - t0_s)
 
 
 def pose_vector(pose: dict[str, float], joints: Sequence[str], what: str) -> np.ndarray:

@@ -11,7 +11,7 @@ import sys
 import termios
 import threading
 import tty
-from typing import IO
+from typing import IO, Self
 
 from robot_runtime.queues import drain
 
@@ -55,7 +55,7 @@ class KeyReader:
         self._thread: threading.Thread | None = None
         self._saved: list | None = None
 
-    def __enter__(self) -> KeyReader:
+    def __enter__(self) -> Self:
         if self.enabled:
             self._saved = termios.tcgetattr(self._fd)
             tty.setcbreak(self._fd)

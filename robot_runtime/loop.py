@@ -86,8 +86,9 @@ class FixedRateLoop:
         """Ask the loop to return after the current tick; safe from any thread or signal handler."""
         self._stop.set()
 
-    def run(self, tick: Callable[[Tick], None], *, duration_s: float | None = None) -> LoopStats:
-        """Run until `stop()`, until `duration_s` has elapsed, or until `tick` raises (the error propagates)."""
+    def run(self, tick: Callable[[Tick], object], *, duration_s: float | None = None) -> LoopStats:
+        """Run until `stop()`, until `duration_s` has elapsed, or until `tick` raises (the error propagates);
+        whatever `tick` returns is not used."""
         t0 = self._clock()
         k = 0
         try:

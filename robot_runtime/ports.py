@@ -19,6 +19,9 @@ from robot_runtime.robot import ArmError
 SERIAL_LINKS = Path("/dev/serial")
 """Where udev keeps stable names: by-id/ (vendor, product and serial number) and by-path/ (the USB socket)."""
 
+DIALOUT_FIX = "add yourself to the dialout group (sudo usermod -aG dialout $USER, then log in again)"
+"""How a Linux user gets to open serial ports without root."""
+
 POLL_S = 0.2
 """How often the watch lists the ports: quick enough that an unplug and replug are seen as two changes."""
 
@@ -96,7 +99,9 @@ def with_links(ports: Sequence[SerialPort], links_root: Path = SERIAL_LINKS) -> 
     by_id, by_path = links_to(links_root / "by-id"), links_to(links_root / "by-path")
     return sorted(
         (
-            dataclasses.replace(port, by_id=by_id.get(os.path.realpath(port.device)), by_path=by_path.get(os.path.realpath(port.device)))
+            dataclasses.replace(
+                port, by_id=by_id.get(os.path.realpath(port.device)), by_path=by_path.get(os.path.realpath(port.device))
+            )
             for port in ports
         ),
         key=lambda port: port.device,
@@ -104,9 +109,19 @@ def with_links(ports: Sequence[SerialPort], links_root: Path = SERIAL_LINKS) -> 
 
 
 def list_serial_ports(links_root: Path = SERIAL_LINKS) -> list[SerialPort]:
-    """The USB serial ports attached now. Built-in UARTs (ttyS*) are left out: no arm's adapter is one,
+    """The USB serial ports attached now, and any other port a link in `links_root` leads to: none in
+    /dev/serial, where udev links USB adapters only, but a folder of one's own may link, say, the pty that
+    socat makes for a serial server's port. Built-in UARTs (ttyS*) are left out: no arm's adapter is one,
     and pyserial lists dozens of them on some PCs."""
-    return with_links([SerialPort.from_port_info(info) for info in comports() if info.vid is not None], links_root)
+    usb = [SerialPort.from_port_info(info) for info in comports() if info.vid is not None]
+    listed = {os.path.realpath(port.device) for port in usb}
+    linked = {
+        device
+        for kind in ("by-id", "by-path")
+        for device in links_to(links_root / kind)
+        if device not in listed and os.path.exists(device)
+    }
+    return with_links(usb + [SerialPort(device, "") for device in linked], links_root)
 
 
 def watch_replug(

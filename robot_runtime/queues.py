@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import queue
-from typing import TypeVar
-
-T = TypeVar("T")
 
 
-def drain(items: queue.SimpleQueue[T]) -> list[T]:
+def drain[T](items: queue.SimpleQueue[T]) -> list[T]:
     """Everything queued so far, oldest first; an empty list when nothing is."""
     out = []
     while True:

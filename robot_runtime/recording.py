@@ -81,6 +81,7 @@ class RecordingRun:
             self._enter(self.phase, now)
         for key in self.keys():
             self._on_key(key, now)
+        assert self._phase_t0_s is not None  # every phase change goes through _enter
         elapsed = now - self._phase_t0_s + 1e-9  # deadlines are sums of periods: k/30 - j/30 may fall short of (k-j)/30
         if self.phase is Phase.RECORDING and elapsed >= self.plan.episode_s:
             self._end_episode(now)
@@ -156,9 +157,13 @@ class RecordingRun:
 
     def _start_episode(self, t0_s: float) -> None:
         index = self.next_index
-        self.recorder = EpisodeRecorder(self.writer.staging_dir(index), index, self.writer.spec, self.videos, self.plan.task, t0_s)
+        self.recorder = EpisodeRecorder(
+            self.writer.staging_dir(index), index, self.writer.spec, self.videos, self.plan.task, t0_s
+        )
         self._episode_late = 0
-        self.announce(f"recording episode {index} ({self.recorded + 1}/{self.plan.episodes}, {self.plan.episode_s:g} s): {self.plan.task}")
+        self.announce(
+            f"recording episode {index} ({self.recorded + 1}/{self.plan.episodes}, {self.plan.episode_s:g} s): {self.plan.task}"
+        )
 
     def _end_episode(self, now_s: float, last: bool = False) -> None:
         recorder = self.recorder
@@ -167,7 +172,9 @@ class RecordingRun:
         if recorder.frames == 0:  # ended before its first row: nothing to keep, the episode starts again
             self.pipeline.discard(recorder)
         else:
-            self.pipeline.submit(recorder, {"late_ticks": self._episode_late, "overflowed_frames": sum(recorder.overflowed.values())})
+            self.pipeline.submit(
+                recorder, {"late_ticks": self._episode_late, "overflowed_frames": sum(recorder.overflowed.values())}
+            )
             self.next_index += 1
             self.recorded += 1
         if last or self.recorded >= self.plan.episodes:

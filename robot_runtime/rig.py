@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 
-from robot_runtime.robot import Arm, ArmError, JointState, StopReport, WriteResult
+from robot_runtime.robot import Arm, ArmError, JointState, StopReport
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class Rig(Arm):
     def is_connected(self) -> bool:
         return all(arm.is_connected for arm in self.arms.values())
 
-    def connect(self, *, observe_only: bool = False) -> None:
+    def _connect(self, *, observe_only: bool) -> None:
         for arm in self.arms.values():
             arm.connect(observe_only=observe_only)
 
@@ -61,28 +63,21 @@ class Rig(Arm):
             effort=_concat_optional([s.effort for s in states]),
         )
 
-    def write(self, targets: np.ndarray) -> WriteResult:
-        checked = self.clip(targets)  # validates shape and finiteness before any arm moves
-        results = [arm.write(checked.sent[self._slices[p]]) for p, arm in self.arms.items()]
-        return WriteResult(
-            sent=np.concatenate([r.sent for r in results]),
-            clipped=checked.clipped | np.concatenate([r.clipped for r in results]),
-        )
+    def _send(self, targets: np.ndarray) -> np.ndarray:
+        """The rig's limits are its arms' limits, so each arm's own clip finds nothing left to clip."""
+        return np.concatenate([arm.write(targets[self._slices[p]]).sent for p, arm in self.arms.items()])
 
-    def set_torque(self, enabled: bool) -> None:
+    def _set_torque(self, enabled: bool) -> None:
         for arm in self.arms.values():
             arm.set_torque(enabled)
 
     def safe_stop(self) -> list[StopReport]:
-        """Stop every arm even if one fails; an arm whose stop raised is reported as not torque-safe."""
-        reports: list[StopReport] = []
-        for arm in self.arms.values():
-            try:
-                reports.extend(arm.safe_stop())
-            except Exception as exc:  # one arm's failure must never keep the others from stopping
-                log.error("%s: %s", arm.name, exc)
-                reports.append(StopReport(arm.name, parked=False, torque_safe=False, detail=str(exc)))
-        return reports
+        """Each arm knows whether it is connected or only observed: a half-connected rig still stops the
+        arms that did connect."""
+        return self._safe_stop()
+
+    def _safe_stop(self) -> list[StopReport]:
+        return stop_arms(list(self.arms.values()))
 
     def disconnect(self) -> None:
         for arm in self.arms.values():
@@ -95,5 +90,40 @@ class Rig(Arm):
         return {p: vector[s] for p, s in self._slices.items()}
 
 
+def stop_rigs(rigs: Iterable[Rig]) -> list[StopReport]:
+    """Every arm of every rig stopped together (a leader rig parks while the followers do), reported rig by rig."""
+    return stop_arms([arm for rig in rigs for arm in rig.arms.values()])
+
+
+def stop_arms(arms: Sequence[Arm]) -> list[StopReport]:
+    """Stop every arm even if one fails, and report each in the order given. Arms on separate transports
+    (their own controller or bus) stop at the same time, so four arms park in the time of the slowest one;
+    arms sharing a transport take turns on it. The calling thread only waits, so during the exit it still
+    runs the signal handlers (a second Ctrl-C) while the arms park."""
+    turns: dict[str, list[int]] = {}
+    for i, arm in enumerate(arms):
+        turns.setdefault(arm.transport, []).append(i)
+    reports: list[list[StopReport]] = [[] for _ in arms]
+
+    def stop_in_turn(indexes: list[int]) -> None:
+        for i in indexes:
+            reports[i] = _stop(arms[i])
+
+    with ThreadPoolExecutor(max_workers=max(len(turns), 1), thread_name_prefix="safe-stop") as pool:
+        for future in [pool.submit(stop_in_turn, indexes) for indexes in turns.values()]:
+            future.result()
+    return [report for arm_reports in reports for report in arm_reports]
+
+
+def _stop(arm: Arm) -> list[StopReport]:
+    """An arm whose stop raised is reported as not torque-safe."""
+    try:
+        return arm.safe_stop()
+    except Exception as exc:  # one arm's failure must never keep the others from stopping
+        log.error("%s: %s", arm.name, exc)
+        return [StopReport(arm.name, parked=False, torque_safe=False, detail=str(exc))]
+
+
 def _concat_optional(parts: list[np.ndarray | None]) -> np.ndarray | None:
-    return None if any(p is None for p in parts) else np.concatenate(parts)
+    present = [p for p in parts if p is not None]
+    return np.concatenate(present) if len(present) == len(parts) else None

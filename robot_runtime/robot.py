@@ -83,6 +83,12 @@ class Arm(abc.ABC):
     def joint_names(self) -> list[str]:
         return [j.name for j in self.joints]
 
+    @property
+    def transport(self) -> str:
+        """The wire the arm talks over (a serial port, a controller's address): arms on separate transports
+        stop at the same time, arms sharing one take turns on it. By default each arm has its own."""
+        return self.name
+
     @functools.cached_property
     def lower_limits(self) -> np.ndarray:
         """Computed once: `joints` is fixed when an arm is constructed, and `clip` runs every tick."""
@@ -92,35 +98,67 @@ class Arm(abc.ABC):
     def upper_limits(self) -> np.ndarray:
         return np.array([j.upper for j in self.joints], dtype=np.float64)
 
+    observe_only: bool = False
+    """Set by `connect`: a dry run, in which nothing may be written to the arm."""
+
     @property
     @abc.abstractmethod
     def is_connected(self) -> bool: ...
 
-    @abc.abstractmethod
     def connect(self, *, observe_only: bool = False) -> None:
         """Open the transport, check every joint answers, and bring the arm into its control mode.
 
         `observe_only` checks and reads but never writes a goal or changes torque, and then `write`,
         `set_torque` and `safe_stop` move nothing: a dry run of a policy leaves the arm provably still."""
+        self.observe_only = observe_only
+        self._connect(observe_only=observe_only)
+
+    def write(self, targets: np.ndarray) -> WriteResult:
+        """Command joint position targets; returns what was actually sent after clipping to the limits.
+        Every arm goes through here, so no driver can skip the observe-only rule or the clip."""
+        self._refuse_if_observing("write a goal")
+        checked = self.clip(targets)
+        return WriteResult(sent=self._send(checked.sent), clipped=checked.clipped)
+
+    def set_torque(self, enabled: bool) -> None:
+        self._refuse_if_observing("change torque")
+        self._set_torque(enabled)
+
+    def safe_stop(self) -> list[StopReport]:
+        """Move to the park position at a gentle speed, then leave the arm torque-safe. Never raises for
+        a single unresponsive joint: it parks what it can and says so in its report. An arm that is
+        not connected has nothing to stop; an observed one was never moved."""
+        if not self.is_connected:
+            return []
+        if self.observe_only:
+            return [StopReport(self.name, parked=None, torque_safe=True, detail="observed only: nothing was written")]
+        return self._safe_stop()
 
     @abc.abstractmethod
     def read(self) -> JointState: ...
 
     @abc.abstractmethod
-    def write(self, targets: np.ndarray) -> WriteResult:
-        """Command joint position targets; returns what was actually sent after clipping to the limits."""
-
-    @abc.abstractmethod
-    def set_torque(self, enabled: bool) -> None: ...
-
-    @abc.abstractmethod
-    def safe_stop(self) -> list[StopReport]:
-        """Move to the park position at a gentle speed, then leave the arm torque-safe. Never raises for
-        a single unresponsive joint: it parks what it can and says so in its report."""
-
-    @abc.abstractmethod
     def disconnect(self) -> None:
         """Release the transport. Does not move the arm; call `safe_stop` first."""
+
+    @abc.abstractmethod
+    def _connect(self, *, observe_only: bool) -> None:
+        """The family's connect; observe-only must configure nothing and write nothing."""
+
+    @abc.abstractmethod
+    def _send(self, targets: np.ndarray) -> np.ndarray:
+        """Send targets already checked and clipped; return what reached the wire (after quantisation)."""
+
+    @abc.abstractmethod
+    def _set_torque(self, enabled: bool) -> None: ...
+
+    @abc.abstractmethod
+    def _safe_stop(self) -> list[StopReport]:
+        """The family's stop of a connected arm that may be moved."""
+
+    def _refuse_if_observing(self, what: str) -> None:
+        if self.observe_only:
+            raise ObserveOnlyError(f"{self.name} is connected observe-only: refusing to {what}")
 
     def clip(self, targets: np.ndarray) -> WriteResult:
         """Clip targets into the joint limits; every driver's `write` goes through this, so a NaN or a

@@ -52,7 +52,10 @@ class SafetyFilter:
             i = names.index(feature)
             lower[i], upper[i] = max(lower[i], low), min(upper[i], high)
             if not lower[i] < upper[i]:
-                raise ConfigError(f"safety.limits.{feature}: [{low:g}, {high:g}] leaves nothing of the calibrated range [{rig.lower_limits[i]:g}, {rig.upper_limits[i]:g}]")
+                raise ConfigError(
+                    f"safety.limits.{feature}: [{low:g}, {high:g}] leaves nothing of the calibrated range "
+                    f"[{rig.lower_limits[i]:g}, {rig.upper_limits[i]:g}]"
+                )
         step = safety.max_step if safety.max_velocity is None else min(safety.max_step, safety.max_velocity / rate_hz)
         return cls(lower, upper, step)
 

@@ -1,5 +1,6 @@
-"""Bringing a robot setup up and down: simulators for `--sim`, cameras opened, rigs built and connected,
-and a safe stop (park, then torque-safe) on every way out, including Ctrl-C and errors during start-up."""
+"""Bringing a robot setup up and down: simulator processes for `--sim` (the config then points at them, and
+everything after runs as on hardware), cameras opened, rigs built and connected, and a safe stop (park,
+then torque-safe) on every way out, including Ctrl-C and errors during start-up."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from types import TracebackType
+from typing import Self
 
 from cameras.base import Camera
 from cameras.camera_set import CameraSet
 from cameras.config import as_simulated, build_camera
 from cameras.sim import SceneArm, SimCamera
-from robot_runtime.config import ArmSpec, ConfigError, RobotConfig
+from robot_runtime.config import ArmSpec, RobotConfig
 from robot_runtime.family import SimulatedArm
-from robot_runtime.rig import Rig
+from robot_runtime.rig import Rig, stop_rigs
 from robot_runtime.robot import StopReport
+from robot_runtime.sim_client import Simulators
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,9 @@ class Session:
     """`with Session(config, sim=...) as s:` gives connected `s.follower` and `s.leader` rigs and the
 open `s.cameras`."""
 
-    def __init__(self, config: RobotConfig, *, sim: bool, with_leaders: bool = True, with_cameras: bool = True, observe_only: bool = False) -> None:
+    def __init__(
+        self, config: RobotConfig, *, sim: bool, with_leaders: bool = True, with_cameras: bool = True, observe_only: bool = False
+    ) -> None:
         """`observe_only` connects the followers to be read only: nothing is written to them, ever."""
         self.config = config
         self.observe_only = observe_only
@@ -35,13 +39,15 @@ open `s.cameras`."""
         self.with_leaders = with_leaders
         self.with_cameras = with_cameras
         self.simulated: dict[str, SimulatedArm] = {}
+        self._simulators: Simulators | None = None
         self.cameras = CameraSet({})
         self.stop_reports: list[StopReport] = []
         self.follower: Rig
         self.leader: Rig | None = None
+        self._rigs: list[Rig] = []
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         try:
             self._open()
         except BaseException:
@@ -53,29 +59,26 @@ open `s.cameras`."""
         with _interrupts_deferred():
             self._stack.close()
 
+    def start_demonstrations(self) -> None:
+        """The simulated leaders play their scripted demonstration from now on (they hold their start pose
+        until then); call once mirroring starts, after the start check. Nothing without --sim."""
+        if self._simulators is not None:
+            self._simulators.start_demonstrations()
+
     def _open(self) -> None:
         config = self.config
-        leaders = config.leaders if self.with_leaders else ()
         if self.sim:
-            if config.sim is None:
-                raise ConfigError(f"{config.source}: --sim needs a 'sim' section (start_pose and demo)")
-            followers, leaders = self._simulate(config.followers), self._simulate(leaders)
-        else:
-            followers = config.followers
+            self._simulators = Simulators.start(config, self._stack, with_leaders=self.with_leaders)
+            self.simulated = self._simulators.arms
+            config = self._simulators.config
+        followers, leaders = config.followers, (config.leaders if self.with_leaders else ())
         if self.with_cameras and config.cameras:
             self.cameras = CameraSet(self._cameras(followers), config.camera_selection)
             self._stack.enter_context(self.cameras)
+        self._stack.callback(self._close_rigs)  # before any rig connects: a half-connected rig is still stopped
         if leaders:
             self.leader = self._rig(leaders, "leader")
         self.follower = self._rig(followers, "follower", observe_only=self.observe_only)
-
-    def _simulate(self, arms: tuple[ArmSpec, ...]) -> tuple[ArmSpec, ...]:
-        out = []
-        for spec in arms:
-            (simulated,) = spec.family.simulate([spec], self.config.sim, self._stack)
-            self.simulated[spec.label] = simulated
-            out.append(replace(spec, config=simulated.config))
-        return tuple(out)
 
     def _cameras(self, followers: tuple[ArmSpec, ...]) -> dict[str, Camera]:
         """The configured cameras, or with --sim simulated ones in the same modes viewing the followers."""
@@ -89,13 +92,15 @@ open `s.cameras`."""
 
     def _rig(self, arms: tuple[ArmSpec, ...], role: str, observe_only: bool = False) -> Rig:
         rig = Rig({spec.prefix: spec.family.build(spec.config, spec.label) for spec in arms}, name=role)
-        self._stack.callback(self._close_rig, rig)  # registered before connecting: a half-connected rig is still stopped
+        self._rigs.insert(0, rig)  # listed before connecting, so a half-connected rig is still stopped; followers report first
         rig.connect(observe_only=observe_only)
         return rig
 
-    def _close_rig(self, rig: Rig) -> None:
-        self.stop_reports.extend(rig.safe_stop())
-        rig.disconnect()
+    def _close_rigs(self) -> None:
+        """Followers and leaders park at the same time."""
+        self.stop_reports.extend(stop_rigs(self._rigs))
+        for rig in self._rigs:
+            rig.disconnect()
 
     @property
     def stopped_safely(self) -> bool:

@@ -1,4 +1,5 @@
-"""Shared fixtures: simulated Feetech buses over real pseudo-terminals, and robot configs on disk."""
+"""Shared fixtures: simulated Feetech buses over real pseudo-terminals, and robot configs on disk; Hypothesis
+settings that hold on a loaded machine."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from pathlib import Path
 import pytest
 import yaml
 from fakes import FakeClock
+from hypothesis import HealthCheck, settings
 
 from drivers.feetech.bus import FeetechBus
 from drivers.feetech.models import SO_MOTORS
 from drivers.feetech.sim_bus import FeetechBusSimulator
 from drivers.feetech.sim_servo import SimServo
 from robot_runtime.config import resolve_robot_path
+
+# Hypothesis fails an example slower than 200 ms, and a slow data generation: facts about the machine's load,
+# not about the code. Its "ci" profile (CI=true) already drops both; this keeps that profile's other choices.
+settings.register_profile("any-load", parent=settings.default, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("any-load")
 
 
 @pytest.fixture

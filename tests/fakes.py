@@ -34,7 +34,12 @@ class HandFedCamera(Camera):
     kind = "hand-fed"
 
     def __init__(self, name: str, *, max_age_s: float = 0.25, buffer_frames: int = 4, open_timeout_s: float = 1.0) -> None:
-        super().__init__(name, CaptureSettings(width=96, height=8, fps=30, max_age_s=max_age_s, buffer_frames=buffer_frames, open_timeout_s=open_timeout_s))
+        super().__init__(
+            name,
+            CaptureSettings(
+                width=96, height=8, fps=30, max_age_s=max_age_s, buffer_frames=buffer_frames, open_timeout_s=open_timeout_s
+            ),
+        )
         self._queue: queue.Queue[RawFrame | CameraError] = queue.Queue()
 
     def describe(self) -> str:

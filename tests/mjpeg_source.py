@@ -99,12 +99,17 @@ def mjpeg_source(
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
         try:
-            ready, _, _ = select.select([process.stdout], [], [], start_timeout_s)
-            line = process.stdout.readline() if ready and process.stdout is not None else b""
+            stdout = process.stdout
+            assert stdout is not None  # stdout=PIPE
+            ready, _, _ = select.select([stdout], [], [], start_timeout_s)
+            line = stdout.readline() if ready else b""
             if not line.strip().isdigit():
                 end_process(process)
                 stderr.seek(0)
-                raise RuntimeError(f"MJPEG source did not start within {start_timeout_s:g} s ({' '.join(command)}): {stderr.read().decode().strip()}")
+                raise RuntimeError(
+                    f"MJPEG source did not start within {start_timeout_s:g} s ({' '.join(command)}): "
+                    f"{stderr.read().decode().strip()}"
+                )
             listening = int(line)
             yield MjpegSource(url=f"http://127.0.0.1:{listening}{STREAM_PATH}", port=listening, process=process)
         finally:
@@ -128,7 +133,9 @@ def render_jpeg(number: int, width: int, height: int, colour_bgr: tuple[int, int
     return encoded.tobytes()
 
 
-def make_handler(fps: float, width: int, height: int, colour_bgr: tuple[int, int, int], t0_s: float) -> type[http.server.BaseHTTPRequestHandler]:
+def make_handler(
+    fps: float, width: int, height: int, colour_bgr: tuple[int, int, int], t0_s: float
+) -> type[http.server.BaseHTTPRequestHandler]:
     period_s = 1.0 / fps
 
     class StreamHandler(http.server.BaseHTTPRequestHandler):
@@ -182,7 +189,7 @@ def main() -> None:
     colour = tuple(int(c) for c in args.colour_bgr.split(","))
     if len(colour) != 3:
         parser.error(f"--colour-bgr needs three values, got {args.colour_bgr!r}")
-    handler = make_handler(args.fps, args.width, args.height, colour, time.monotonic())  # type: ignore[arg-type]
+    handler = make_handler(args.fps, args.width, args.height, colour, time.monotonic())
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     server.daemon_threads = True
     if args.exit_when_stdin_closes:

@@ -51,11 +51,13 @@ def test_newer_folder_name_is_preferred_over_the_legacy_one(tmp_path):
     found = find_calibration_file(tmp_path, "robots", ("so_follower", "so100_follower"), "arm")
     assert found == tmp_path / "robots" / "so_follower" / "arm.json"
     (tmp_path / "robots" / "so_follower" / "arm.json").unlink()
-    assert find_calibration_file(tmp_path, "robots", ("so_follower", "so100_follower"), "arm").parent.name == "so100_follower"
+    assert find_calibration_file(tmp_path, "robots", ("so_follower", "so100_follower"), "arm") == (
+        tmp_path / "robots" / "so100_follower" / "arm.json"
+    )
 
 
 @pytest.mark.parametrize(
-    "content, reason",
+    ("content", "reason"),
     [
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected an object of motors"),

@@ -53,7 +53,9 @@ def simulate(scheduler: ChunkScheduler, delays: list[int], ticks: int) -> dict[i
     per_chunk=st.one_of(st.none(), st.integers(1, HORIZON)),
     delays=st.lists(st.integers(0, 70), min_size=1, max_size=12),
 )
-def test_every_executed_action_is_the_one_meant_for_its_tick(scheduling: Scheduling, per_chunk: int | None, delays: list[int]) -> None:
+def test_every_executed_action_is_the_one_meant_for_its_tick(
+    scheduling: Scheduling, per_chunk: int | None, delays: list[int]
+) -> None:
     executed = simulate(ChunkScheduler(scheduling, per_chunk), delays, ticks=400)
     for tick, action in executed.items():
         if action is not None:
@@ -62,7 +64,9 @@ def test_every_executed_action_is_the_one_meant_for_its_tick(scheduling: Schedul
 
 @settings(max_examples=60, deadline=None)
 @given(per_chunk=st.integers(10, HORIZON), delay=st.integers(1, 8), jitter=st.lists(st.integers(0, 2), min_size=1, max_size=20))
-def test_asynchronous_scheduling_never_starves_when_replies_come_within_the_chunk(per_chunk: int, delay: int, jitter: list[int]) -> None:
+def test_asynchronous_scheduling_never_starves_when_replies_come_within_the_chunk(
+    per_chunk: int, delay: int, jitter: list[int]
+) -> None:
     delays = [delay + j for j in jitter]
     executed = simulate(ChunkScheduler(Scheduling.ASYNC, per_chunk), delays, ticks=600)
     first = min(t for t, a in executed.items() if a is not None)

@@ -2,15 +2,21 @@
 
 import pytest
 
-from robot_runtime.config import ConfigError, builtin_robot_names, load_robot_config
+from drivers.feetech.config import FeetechArmConfig
+from robot_runtime.config import ArmSpec, ConfigError, builtin_robot_names, load_robot_config
+
+
+def feetech(arm: ArmSpec) -> FeetechArmConfig:
+    assert isinstance(arm.config, FeetechArmConfig), f"{arm.label} is a {type(arm.config).__name__}"
+    return arm.config
 
 
 @pytest.mark.parametrize("robot", ["so100", "so101"])
 def test_builtin_configs_load_with_follower_leader_pairs(robot):
     config = load_robot_config(robot)
     assert config.name == robot
-    assert [a.config.model for a in config.followers] == [f"{robot}_follower"]
-    assert [a.config.model for a in config.leaders] == [f"{robot}_leader"]
+    assert [feetech(a).model for a in config.followers] == [f"{robot}_follower"]
+    assert [feetech(a).model for a in config.leaders] == [f"{robot}_leader"]
     assert config.fps == 30
     assert config.robot_type == f"{robot}_follower"
 
@@ -82,12 +88,12 @@ def test_bad_prefix_is_rejected(so100_yaml, write_robot):
 def test_invalid_yaml_names_the_file(write_robot, tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed")
-    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
         load_robot_config(str(path))
 
 
 def test_unknown_robot_name_lists_builtins():
-    with pytest.raises(ConfigError, match="unknown robot 'so999'.*so100"):
+    with pytest.raises(ConfigError, match=r"unknown robot 'so999'.*so100"):
         load_robot_config("so999")
 
 
@@ -98,7 +104,8 @@ def test_missing_file_is_named():
 
 def test_overrides_set_nested_values_before_validation():
     config = load_robot_config("so101", ["followers.0.port=/dev/ttyUSB3", "followers.0.id=bench", "fps=50"])
-    assert (config.followers[0].config.port, config.followers[0].config.id, config.fps) == ("/dev/ttyUSB3", "bench", 50)
+    follower = feetech(config.followers[0])
+    assert (follower.port, follower.id, config.fps) == ("/dev/ttyUSB3", "bench", 50)
 
 
 def test_overrides_are_validated_like_the_file():
@@ -107,7 +114,7 @@ def test_overrides_are_validated_like_the_file():
 
 
 @pytest.mark.parametrize(
-    "override, reason",
+    ("override", "reason"),
     [("fps", "expected KEY=VALUE"), ("followers.7.port=x", "there is no '7' here"), ("name.x=1", "'name' is not a mapping")],
 )
 def test_malformed_overrides_say_why(override, reason):

@@ -6,14 +6,21 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from cli import run_cli
 
 from recorders.check import check_dataset
+from recorders.dataset import DatasetWriter
+from recorders.episode import EpisodeRecorder
+from recorders.layout import DatasetSpec
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +108,9 @@ def test_statistics_missing_for_a_feature_are_caught(dataset: Path) -> None:
 def test_a_file_changed_after_recording_fails_its_checksum(dataset: Path) -> None:
     path = dataset / "meta/tasks.parquet"
     pq.write_table(pq.read_table(path), path, compression="gzip")  # same content, other bytes
-    assert "meta/tasks.parquet: sha256 differs from the run manifest that wrote it" in check_dataset(dataset, decode=False).problems
+    assert (
+        "meta/tasks.parquet: sha256 differs from the run manifest that wrote it" in check_dataset(dataset, decode=False).problems
+    )
 
 
 def test_an_interrupted_commit_is_reported(dataset: Path) -> None:
@@ -113,3 +122,114 @@ def test_a_path_without_a_dataset_is_a_clear_error(tmp_path: Path) -> None:
     result = check_cli(tmp_path)
     assert result.returncode == 1
     assert f"{tmp_path} holds no dataset: {tmp_path}/meta/info.json is missing" in result.stderr
+
+
+# ---- a dataset before its first commit ---------------------------------------------------------
+
+SPEC = DatasetSpec("so100", 30, ("shoulder_pan.pos", "gripper.pos"))
+
+
+def take(writer: DatasetWriter, index: int, frames: int) -> EpisodeRecorder:
+    recorder = EpisodeRecorder(writer.staging_dir(index), index, SPEC, {}, "stack", t0_s=100.0)
+    for i in range(frames):
+        recorder.add(100.0 + i / 30, 100.0 + i / 30, np.zeros(2), np.ones(2), {})
+    return recorder
+
+
+def test_a_dataset_without_a_committed_episode_is_reported_as_having_no_episodes_yet(tmp_path: Path) -> None:
+    """As a recording stopped before its first commit leaves it (killed, or a full disk): meta/info.json, no tasks yet."""
+    DatasetWriter(tmp_path / "demo", SPEC, {}, resume=False)
+    result = check_cli(tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert "OK, no episodes yet" in result.stderr
+    assert "note: no episodes yet: the dataset was created, but no episode was committed to it" in result.stderr
+
+
+def test_takes_left_in_staging_are_reported_with_what_resume_does_with_them(tmp_path: Path) -> None:
+    writer = DatasetWriter(tmp_path / "demo", SPEC, {}, resume=False)
+    take(writer, 0, frames=5).finish()  # recorded, then the process died before its commit
+    take(writer, 1, frames=3)  # cut short mid-episode
+    report = check_dataset(tmp_path / "demo")
+    assert report.ok and report.episodes == 0, report.problems
+    assert report.notes[1:] == [
+        "1 episode(s) recorded but not committed, in .staging: `record --resume` commits them before recording more",
+        "1 unfinished or already committed take(s) in .staging: `record --resume` deletes them",
+    ]
+    recovery = DatasetWriter(tmp_path / "demo", SPEC, {}, resume=True).recovery  # what `record --resume` opens it with
+    assert ([e.index for e in recovery.staged], len(recovery.discarded)) == ([0], 1)
+
+
+def test_committed_episodes_without_tasks_parquet_are_a_problem_not_a_crash(dataset: Path) -> None:
+    (dataset / "meta/tasks.parquet").unlink()
+    problems = check_dataset(dataset, decode=False).problems
+    assert "meta/tasks.parquet: missing, while the episodes metadata lists 2 episode(s)" in problems
+
+
+# ---- the column types LeRobot writes -----------------------------------------------------------
+
+VECTORS = ("action", "observation.state")
+SCALARS = ("timing.tick_s", "timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+def rewrite_data(dataset: Path, change: Callable[[pa.Table], pa.Table]) -> None:
+    for path in sorted((dataset / "data").glob("*/*.parquet")):
+        pq.write_table(change(pq.read_table(path)), path)
+    shutil.rmtree(dataset / "meta/runs")  # written by another tool: no run manifest of ours vouches for its files
+
+
+def replace_column(table: pa.Table, key: str, values: pa.Array) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(key), key, values)
+
+
+def with_columns(table: pa.Table, keys: tuple[str, ...], convert: Callable[[pa.Array], pa.Array]) -> pa.Table:
+    for key in keys:
+        table = replace_column(table, key, convert(table[key].combine_chunks()))
+    return table
+
+
+def list_of_one(values: pa.Array) -> pa.Array:
+    return pa.ListArray.from_arrays(pa.array(np.arange(len(values) + 1, dtype=np.int32)), values)
+
+
+def test_a_dataset_merged_by_lerobot_passes(dataset: Path) -> None:
+    """`lerobot-edit-dataset merge` (LeRobot's aggregate.py) reads every data and episodes file with pandas and
+    writes it back with DataFrame.to_parquet: vectors become variable-size lists."""
+    for path in [*(dataset / "data").glob("*/*.parquet"), *(dataset / "meta/episodes").glob("*/*.parquet")]:
+        pd.read_parquet(path).to_parquet(path)
+    shutil.rmtree(dataset / "meta/runs")
+    assert pa.types.is_list(pq.read_schema(dataset / "data/chunk-000/file-000.parquet").field("action").type)
+    report = check_dataset(dataset, decode=False)
+    assert report.problems == [] and (report.episodes, report.frames) == (2, 30)
+
+
+@pytest.mark.parametrize(
+    "vector_type",
+    [pa.list_(pa.float32()), pa.large_list(pa.float32()), pa.list_(pa.float64()), pa.list_(pa.float64(), 6)],
+    ids=str,
+)
+def test_vectors_of_any_list_type_and_one_value_features_as_lists_of_one_pass(dataset: Path, vector_type: pa.DataType) -> None:
+    rewrite_data(dataset, lambda t: with_columns(with_columns(t, VECTORS, lambda a: a.cast(vector_type)), SCALARS, list_of_one))
+    assert check_dataset(dataset, decode=False).problems == []
+
+
+def test_rows_with_too_few_values_in_a_list_column_are_named(dataset: Path) -> None:
+    def drop_a_value_in_rows_17_and_20(table: pa.Table) -> pa.Table:
+        rows = table["action"].to_pylist()
+        for row in (17, 20):
+            rows[row] = rows[row][:5]
+        return replace_column(table, "action", pa.array(rows, pa.list_(pa.float32())))
+
+    rewrite_data(dataset, drop_a_value_in_rows_17_and_20)
+    problems = check_dataset(dataset, decode=False).problems
+    assert "data/chunk-000/file-000.parquet: column 'action' has 5 values in 2 row(s) (17, 20), the feature says 6" in problems
+
+
+def test_nan_in_a_list_column_is_named_with_its_frames(dataset: Path) -> None:
+    def nan_in_frame_3_of_episode_1(table: pa.Table) -> pa.Table:
+        rows = table["observation.state"].to_pylist()
+        rows[15 + 3][2] = float("nan")
+        return replace_column(table, "observation.state", pa.array(rows, pa.list_(pa.float32())))
+
+    rewrite_data(dataset, nan_in_frame_3_of_episode_1)
+    problems = check_dataset(dataset, decode=False).problems
+    assert problems == ["episode 1: observation.state has NaN or infinite values at frame_index 3"]

@@ -38,7 +38,23 @@ HORIZON = 15
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two seconds (60 frames) of the simulated SO-100 with its three simulated cameras."""
     dataset = tmp_path_factory.mktemp("eval") / "demo"
-    result = run_cli("record", "--robot", "so100", "--sim", "--dataset", str(dataset), "--task", "wave", "--episode-time", "2", "--reset-time", "0", "--video-codec", "h264", timeout_s=120)
+    result = run_cli(
+        "record",
+        "--robot",
+        "so100",
+        "--sim",
+        "--dataset",
+        str(dataset),
+        "--task",
+        "wave",
+        "--episode-time",
+        "2",
+        "--reset-time",
+        "0",
+        "--video-codec",
+        "h264",
+        timeout_s=120,
+    )
     assert result.returncode == 0, result.stderr
     return dataset
 
@@ -109,9 +125,11 @@ def healthy(port: int) -> bool:
         return False
 
 
-def eval_args(dataset: Path, policy: str, out: Path, **options: Any) -> argparse.Namespace:
-    """The options `robot-runtime eval-offline` parses, with its defaults."""
-    defaults = {"robot": "so100", "overrides": [], "api_key": None, "episode": 0, "task_prompt": None, "stride": None}
+def eval_args(dataset: Path, policy: str, out: Path | None, **options: Any) -> argparse.Namespace:
+    """The options `robot-runtime eval-offline` parses, with its defaults (`out` None: under the dataset)."""
+    defaults: dict[str, Any] = {
+        "robot": "so100", "overrides": [], "api_key": None, "episode": 0, "task_prompt": None, "stride": None
+    }
     return argparse.Namespace(**{**defaults, "dataset": dataset, "policy": policy, "out": out, **options})
 
 
@@ -173,14 +191,18 @@ def test_prompt_and_output_folder_can_be_chosen_and_default_under_the_dataset(re
     assert {p.name for p in (recorded / "eval" / "0").iterdir()} == {"eval.png", "eval.csv", "eval.json"}
 
 
-def test_an_unreachable_server_is_exit_1_naming_its_url(recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unreachable_server_is_exit_1_naming_its_url(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"ws://127.0.0.1:{free_port()}"
     assert eval_offline.run(eval_args(recorded, url, tmp_path)) == 1
     assert f"policy server {url}" in printed(capsys)
     assert not (tmp_path / "eval.csv").exists()
 
 
-def test_actions_too_narrow_for_the_joints_are_exit_1_saying_expected_and_got(recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_actions_too_narrow_for_the_joints_are_exit_1_saying_expected_and_got(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with serving(ReplayPolicy(recorded, stride=10, width=4)) as url:
         assert eval_offline.run(eval_args(recorded, url, tmp_path)) == 1
     err = printed(capsys)
@@ -198,7 +220,9 @@ def save_follower_calibration(root: Path) -> None:
     save_calibration(root / "robots" / "so_follower" / "my_so100_follower.json", calibration)
 
 
-def test_with_the_follower_calibration_at_hand_units_come_from_the_arm(recorded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_with_the_follower_calibration_at_hand_units_come_from_the_arm(
+    recorded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     save_follower_calibration(tmp_path / "lerobot-calibration")
     with serving(ReplayPolicy(recorded, stride=10)) as url:
         args = eval_args(recorded, url, tmp_path / "out", overrides=["followers.0.body_norm=range_m100_100"])
@@ -215,7 +239,20 @@ def test_a_follower_whose_joints_differ_from_the_recording_is_refused(recorded: 
 
 def test_the_command_line(recorded: Path, tmp_path: Path) -> None:
     with serving(ReplayPolicy(recorded, stride=25)) as url:
-        result = run_cli("eval-offline", "--robot", "so100", "--dataset", str(recorded), "--policy", url, "--stride", "25", "--out", str(tmp_path), timeout_s=120)
+        result = run_cli(
+            "eval-offline",
+            "--robot",
+            "so100",
+            "--dataset",
+            str(recorded),
+            "--policy",
+            url,
+            "--stride",
+            "25",
+            "--out",
+            str(tmp_path),
+            timeout_s=120,
+        )
     assert result.returncode == 0, result.stderr
     assert "shoulder_pan.pos" in result.stderr and "chunk MAE" in result.stderr
     assert (tmp_path / "eval.csv").exists()

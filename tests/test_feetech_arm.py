@@ -18,9 +18,11 @@ from robot_runtime.config import load_robot_config
 def sim_arms():
     """The so100 setup's follower and leader on simulators; yields (config, {label: SimulatedArm})."""
     config = load_robot_config("so100")
+    assert config.sim is not None, "so100.yaml has a sim section"
+    sim = config.sim
     with contextlib.ExitStack() as stack:
         arms = config.followers + config.leaders
-        simulated = {spec.label: spec.family.simulate([spec], config.sim, stack)[0] for spec in arms}
+        simulated = {spec.label: spec.family.simulate([spec], sim, stack)[0] for spec in arms}
         yield config, simulated
 
 
@@ -70,7 +72,6 @@ def test_targets_beyond_the_limits_are_clipped_and_reported(follower):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_targets_never_reach_a_motor(follower, sim_arms, bad):
-    _, simulated = sim_arms
     before = follower.read().position
     target = before.copy()
     target[3] = bad
@@ -92,7 +93,7 @@ def test_safe_stop_glides_to_the_park_pose_then_torque_goes_off(follower):
     follower.read()
     follower.safe_stop()
     assert np.allclose(follower.read().position, park, atol=3.0)
-    assert follower.bus.sync_read("Torque_Enable") == {n: 0 for n in follower.joint_names}
+    assert follower.bus.sync_read("Torque_Enable") == dict.fromkeys(follower.joint_names, 0)
 
 
 def test_safe_stop_parks_the_others_when_a_motor_is_gone(follower, sim_arms):
@@ -111,11 +112,11 @@ def test_safe_stop_parks_the_others_when_a_motor_is_gone(follower, sim_arms):
 
 
 def test_connect_configures_follower_registers_like_lerobot(follower):
-    assert follower.bus.sync_read("P_Coefficient") == {n: 16 for n in follower.joint_names}
+    assert follower.bus.sync_read("P_Coefficient") == dict.fromkeys(follower.joint_names, 16)
     assert follower.bus.read("Max_Torque_Limit", "gripper") == 500
     assert follower.bus.read("Overload_Torque", "gripper") == 25
-    assert follower.bus.sync_read("Torque_Enable") == {n: 1 for n in follower.joint_names}
-    assert follower.bus.sync_read("Lock") == {n: 1 for n in follower.joint_names}
+    assert follower.bus.sync_read("Torque_Enable") == dict.fromkeys(follower.joint_names, 1)
+    assert follower.bus.sync_read("Lock") == dict.fromkeys(follower.joint_names, 1)
 
 
 def test_leader_connects_with_torque_off(sim_arms):
@@ -123,7 +124,7 @@ def test_leader_connects_with_torque_off(sim_arms):
     leader = FeetechArm(simulated["leader"].config, "leader")
     leader.connect()
     try:
-        assert leader.bus.sync_read("Torque_Enable") == {n: 0 for n in leader.joint_names}
+        assert leader.bus.sync_read("Torque_Enable") == dict.fromkeys(leader.joint_names, 0)
     finally:
         leader.disconnect()
 
@@ -143,7 +144,8 @@ def test_a_calibration_in_lerobots_default_folder_is_found(sim_arms):
 def test_a_missing_calibration_says_where_it_looked_and_what_to_do(sim_arms):
     _, simulated = sim_arms
     config = simulated["follower"].config.model_copy(update={"calibration_dir": None, "id": "nobody"})
-    with pytest.raises(CalibrationError, match=r"no calibration for id 'nobody' \(looked for .*so_follower/nobody.json.*lerobot-calibrate"):
+    missing = r"no calibration for id 'nobody' \(looked for .*so_follower/nobody\.json.*lerobot-calibrate"
+    with pytest.raises(CalibrationError, match=missing):
         FeetechArm(config, "follower")
 
 
@@ -155,7 +157,9 @@ def test_a_calibration_the_motors_do_not_hold_is_refused(sim_arms, tmp_path):
     data["elbow_flex"]["homing_offset"] += 100
     path.write_text(json.dumps(data))
     arm = FeetechArm(config, "follower")
-    with pytest.raises(CalibrationError, match=r"motor 'elbow_flex' .* does not hold the calibration .*Homing_Offset file -312 motor -412"):
+    with pytest.raises(
+        CalibrationError, match=r"motor 'elbow_flex' .* does not hold the calibration .*Homing_Offset file -312 motor -412"
+    ):
         arm.connect()
     assert not arm.bus.is_open
 
@@ -167,5 +171,5 @@ def test_a_calibration_for_other_motors_is_refused(sim_arms):
     data = json.loads(path.read_text())
     del data["gripper"]
     path.write_text(json.dumps(data))
-    with pytest.raises(CalibrationError, match="lists motors .* expected"):
+    with pytest.raises(CalibrationError, match=r"lists motors .* expected"):
         FeetechArm(config, "follower")

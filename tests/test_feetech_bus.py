@@ -143,7 +143,7 @@ def test_an_unsupported_baud_rate_is_refused_before_opening():
 
 def test_a_vanished_port_is_a_bus_error_not_a_hang(so_bus, so_bus_sim):
     so_bus_sim.stop()
-    with pytest.raises(BusError):
+    with pytest.raises(BusError):  # noqa: PT012 - the first reads may still be answered from buffered bytes
         for _ in range(3):
             so_bus.sync_read("Present_Position")
 
@@ -223,7 +223,8 @@ def test_an_empty_bus_answers_a_broadcast_ping_with_nothing(so_bus, so_bus_sim):
 
 
 def test_a_motor_addressed_by_id_is_named_by_id_with_its_settings_to_check(so_bus):
-    with pytest.raises(MotorNotRespondingError, match=r"motor 9 did not answer on .* \(read of ID\): .*its id is 9 and its baud rate 1000000"):
+    silent = r"motor 9 did not answer on .* \(read of ID\): .*its id is 9 and its baud rate 1000000"
+    with pytest.raises(MotorNotRespondingError, match=silent):
         so_bus.read_by_id("ID", 9)
 
 

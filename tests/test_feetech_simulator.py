@@ -77,10 +77,19 @@ class Bench:
         return received
 
 
+SWITCH_INTERVAL_S = 0.0005
+"""The stock SDK waits for a reply by polling the port in a loop that holds the GIL, and here the servos
+answer from a thread of the same process: Python's default 5 ms switch interval would let the client's
+loop starve them for several of those per exchange on a busy machine. A real servo is not in the
+client's process; a short interval takes that artefact of the bench away."""
+
+
 @pytest.fixture
 def connect() -> Iterator[Callable[..., Bench]]:
     """Start a simulator for the given servos and open the SDK on it; always closed and stopped afterwards."""
     benches: list[Bench] = []
+    switch_interval_s = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def _connect(*servos: SimServo) -> Bench:
         bus = FeetechBusSimulator(servos)
@@ -89,11 +98,14 @@ def connect() -> Iterator[Callable[..., Bench]]:
         assert bench.port.openPort()
         return bench
 
-    yield _connect
-    for bench in benches:
-        if bench.port.is_open:
-            bench.port.closePort()
-        bench.bus.stop()
+    try:
+        yield _connect
+    finally:
+        for bench in benches:
+            if bench.port.is_open:
+                bench.port.closePort()
+            bench.bus.stop()
+        sys.setswitchinterval(switch_interval_s)
 
 
 def instruction(servo_id: int, code: int, *params: int) -> bytes:

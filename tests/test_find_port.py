@@ -14,11 +14,13 @@ from serial.tools.list_ports_common import ListPortInfo
 
 from apps.cli import main
 from apps.common import console
-from apps.find_port import Target, check_motors, find
+from apps.find_port import Target, find
 from drivers.feetech.bus import FeetechBus
+from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.models import SO_MOTORS
 from drivers.feetech.sim_servo import Fault
 from drivers.feetech.sim_usb import ARM_ADAPTER, ARM_ADAPTER_BY_ID, SimulatedUsbBench
+from drivers.feetech.tools import check_motors
 from robot_runtime import ports
 from robot_runtime.config import load_robot_config
 from robot_runtime.ports import PortWatchTimeout, SerialPort, list_serial_ports, watch_replug, with_links
@@ -28,7 +30,8 @@ def port(device: str, **details: str) -> SerialPort:
     return SerialPort(device, "USB Single Serial", usb_id="1a86:55d3", **details)
 
 
-ACM0, ACM1, USB0, USB1, GPS = port("/dev/ttyACM0"), port("/dev/ttyACM1"), port("/dev/ttyUSB0"), port("/dev/ttyUSB1"), port("/dev/ttyACM7")
+ACM0, ACM1, USB0, USB1 = port("/dev/ttyACM0"), port("/dev/ttyACM1"), port("/dev/ttyUSB0"), port("/dev/ttyUSB1")
+GPS = port("/dev/ttyACM7")
 
 
 class ScriptedPorts:
@@ -64,7 +67,9 @@ def no_usb_serial_attached() -> None:
         pytest.skip("USB serial adapters are attached to this machine")
 
 
-def test_with_no_adapter_attached_the_list_is_empty_and_the_command_says_so_then_waits_for_one(no_usb_serial_attached, capsys, monkeypatch):
+def test_with_no_adapter_attached_the_list_is_empty_and_the_command_says_so_then_waits_for_one(
+    no_usb_serial_attached, capsys, monkeypatch
+):
     monkeypatch.setattr(console, "width", 400)
     assert list_serial_ports() == []
     assert main(["find-port", "--timeout-s", "0.2"]) == 1
@@ -121,6 +126,31 @@ def test_without_a_dev_serial_folder_there_are_no_links(tmp_path):
     assert with_links([ACM0], tmp_path / "missing") == [ACM0]
 
 
+def test_a_port_linked_in_the_folder_is_listed_even_when_it_is_no_usb_adapter(monkeypatch, tmp_path):
+    dev, links = udev_links(tmp_path)
+    adapter = ListPortInfo(str(dev / "ttyACM0"), skip_link_detection=True)
+    adapter.vid, adapter.pid = 0x1A86, 0x55D3
+    monkeypatch.setattr(ports, "comports", lambda: [adapter])
+    master, slave = os.openpty()
+    try:
+        served = os.ttyname(slave)  # a pty, as socat makes for a serial server's port
+        (links / "by-id" / "socat-arm").symlink_to(served)
+        (links / "by-id" / "unplugged").symlink_to(dev / "ttyACM9")
+        listed = {port.device: port for port in list_serial_ports(links)}
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert sorted(listed) == sorted([str(dev / "ttyACM0"), str(dev / "ttyUSB0"), served])  # each once; no dangling link
+    assert listed[str(dev / "ttyACM0")].usb_id == "1a86:55d3"
+    assert listed[served].usb_id is None and listed[served].stable_path == str(links / "by-id" / "socat-arm")
+
+
+def test_a_serial_links_folder_that_does_not_exist_is_refused(tmp_path):
+    result = run_cli("find-port", "--serial-links", str(tmp_path / "missing"))
+    assert result.returncode == 2
+    assert f"argument --serial-links: {tmp_path / 'missing'} is not a folder" in result.stderr
+
+
 def test_the_stable_name_is_by_id_with_a_serial_number_by_path_without_one_else_the_device():
     by_id, by_path = "/dev/serial/by-id/usb-x-if00", "/dev/serial/by-path/pci-usb-0:2:1.0"
     assert port("/dev/ttyACM0", serial_number="5A46083062", by_id=by_id, by_path=by_path).stable_path == by_id
@@ -165,7 +195,7 @@ def test_the_replugged_port_is_listed_again_once_udev_has_added_its_by_id_link(f
 
 
 def test_when_nothing_is_unplugged_the_timeout_says_what_to_check(fake_clock):
-    with pytest.raises(PortWatchTimeout, match=r"no serial port disappeared within 2 s: check that the arm's USB cable is plugged"):
+    with pytest.raises(PortWatchTimeout, match=r"no serial port disappeared within 2 s: check that the arm's USB cable is"):
         watch([ACM0, GPS], fake_clock=fake_clock, timeout_s=2)
 
 
@@ -189,7 +219,9 @@ def test_the_command_lists_every_port_that_vanished_at_once(capsys, monkeypatch)
 
 def test_the_motor_check_names_the_motor_that_does_not_answer(so_bus_sim):
     so_bus_sim.servo(4).inject(Fault.NO_REPLY)
-    check = check_motors(so_bus_sim.port_path, load_robot_config("so100").followers[0].config)
+    arm = load_robot_config("so100").followers[0].config
+    assert isinstance(arm, FeetechArmConfig)
+    check = check_motors(so_bus_sim.port_path, arm)
     assert [m.name for m in check.missing] == ["wrist_flex"]
     assert [m.id for m in check.answering] == [1, 2, 3, 5, 6]
     assert check.problem is not None and "motor 4 (wrist_flex) did not answer" in check.problem
@@ -197,7 +229,8 @@ def test_the_motor_check_names_the_motor_that_does_not_answer(so_bus_sim):
 
 def test_the_config_key_follows_the_arm_position_in_the_config():
     config = load_robot_config("bi_so100")
-    assert [Target(config, arm).key for arm in config.followers + config.leaders] == ["followers.0", "followers.1", "leaders.0", "leaders.1"]
+    keys = [Target(config, arm).key for arm in config.followers + config.leaders]
+    assert keys == ["followers.0", "followers.1", "leaders.0", "leaders.1"]
 
 
 def test_arm_without_robot_is_refused(capsys):

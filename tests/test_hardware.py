@@ -13,6 +13,7 @@ from calibration.procedure import diff
 from calibration.store import MotorCalibration, load_calibration
 from drivers.feetech.bus import FeetechBus
 from drivers.feetech.calibration import FeetechCalibrationBus, calibration_path
+from drivers.feetech.config import FeetechArmConfig
 from recorders.check import check_dataset
 from robot_runtime.config import load_robot_config
 from robot_runtime.loop import FixedRateLoop
@@ -37,7 +38,8 @@ def hardware_config():
     if not robot:
         pytest.skip("no arm attached: set ROBOT_RUNTIME_HARDWARE to a robot config (e.g. so101) to run on hardware")
     config = load_robot_config(robot)
-    missing = [a.config.port for a in config.followers + config.leaders if not Path(a.config.port).exists()]
+    ports = [a.config.port for a in config.followers + config.leaders if isinstance(a.config, FeetechArmConfig)]
+    missing = [port for port in ports if not Path(port).exists()]
     if missing:
         pytest.skip(f"ports {missing} of {robot} are not present")
     return config
@@ -45,6 +47,7 @@ def hardware_config():
 
 def test_real_arms_connect_and_report_positions_inside_their_limits(hardware_config):
     with Session(hardware_config, sim=False) as session:
+        assert session.leader is not None, "the config lists leader arms"
         for rig in (session.follower, session.leader):
             state = rig.read()
             assert np.all(state.position >= rig.lower_limits - 5) and np.all(state.position <= rig.upper_limits + 5)
@@ -55,6 +58,7 @@ def test_real_teleop_runs_for_three_seconds(hardware_config):
     if os.environ.get("ROBOT_RUNTIME_ALLOW_MOTION") != "1":
         pytest.skip("the arm would move: set ROBOT_RUNTIME_ALLOW_MOTION=1 with the workspace clear")
     with Session(hardware_config, sim=False) as session:
+        assert session.leader is not None, "the config lists leader arms"
         teleop = Teleop(session.leader, session.follower, hardware_config.safety, hardware_config.fps)
         teleop.start()
         stats = FixedRateLoop(hardware_config.fps).run(teleop.tick, duration_s=3)
@@ -68,7 +72,20 @@ def test_real_recording_of_a_short_episode_passes_the_dataset_check(hardware_con
         pytest.skip("the arm would move: set ROBOT_RUNTIME_ALLOW_MOTION=1 with the workspace clear")
     robot = os.environ["ROBOT_RUNTIME_HARDWARE"]
     dataset = tmp_path / "hardware"
-    result = run_cli("record", "--robot", robot, "--dataset", str(dataset), "--task", "hardware check", "--episode-time", "3", "--reset-time", "0", timeout_s=300)
+    result = run_cli(
+        "record",
+        "--robot",
+        robot,
+        "--dataset",
+        str(dataset),
+        "--task",
+        "hardware check",
+        "--episode-time",
+        "3",
+        "--reset-time",
+        "0",
+        timeout_s=300,
+    )
     assert result.returncode == 0, result.stderr
     report = check_dataset(dataset)
     assert report.ok, report.problems
@@ -81,7 +98,22 @@ def test_real_test_mode_run_leaves_the_arm_where_it_was(hardware_config, tmp_pat
     with Session(hardware_config, sim=False, with_leaders=False, with_cameras=False, observe_only=True) as session:
         before = session.follower.read().position
     with serve_policy("--script") as served:
-        result = run_cli("run", "--robot", robot, "--mode", "test", "--task_prompt", "hardware check", "--policy", served.url, "--duration", "3", "--action-log", str(tmp_path / "log.jsonl"), timeout_s=120)
+        result = run_cli(
+            "run",
+            "--robot",
+            robot,
+            "--mode",
+            "test",
+            "--task_prompt",
+            "hardware check",
+            "--policy",
+            served.url,
+            "--duration",
+            "3",
+            "--action-log",
+            str(tmp_path / "log.jsonl"),
+            timeout_s=120,
+        )
     assert result.returncode == 0, result.stderr
     with Session(hardware_config, sim=False, with_leaders=False, with_cameras=False, observe_only=True) as session:
         after = session.follower.read().position

@@ -4,6 +4,7 @@ camera played from a file. Timing checks are generous behavioural bounds, not be
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -34,7 +35,7 @@ COLOUR_TOLERANCE = 16
 
 
 def camera_for(source: int | str, name: str = "cam", **fields: object) -> Camera:
-    return build_camera(name, OpenCVCameraConfig(type="opencv", source=source, **fields))  # type: ignore[arg-type]
+    return build_camera(name, OpenCVCameraConfig(type="opencv", source=source, **fields))
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -48,6 +49,12 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
 def wait_for_frames(camera: Camera, count: int, timeout_s: float = 5.0) -> tuple[Frame, ...]:
     wait_until(lambda: camera.health().frames >= count, timeout_s, f"{count} frames from {camera.label}")
     return camera.buffered()
+
+
+def newest(camera: Camera) -> Frame:
+    frame = camera.latest()
+    assert frame is not None, f"{camera.label} has delivered no frame"
+    return frame
 
 
 def centre_rgb(frame: Frame) -> np.ndarray:
@@ -103,8 +110,8 @@ def test_stream_frames_arrive_in_order_as_rgb_stamped_with_their_arrival(source:
     assert len(frames) >= 10
     stamps = [read_stamp(frame.image) for frame in frames]
     assert [f.index for f in frames] == list(range(frames[0].index, frames[0].index + len(frames)))
-    assert all(later.number > earlier.number for earlier, later in zip(stamps, stamps[1:]))
-    for frame, stamp in zip(frames, stamps):
+    assert all(later.number > earlier.number for earlier, later in itertools.pairwise(stamps))
+    for frame, stamp in zip(frames, stamps, strict=True):
         assert frame.clock == "arrival"
         assert stamp.capture_s <= frame.capture_s <= frame.arrival_s, "sent, then grabbed, then stored"
         assert frame.image.shape == (480, 640, 3) and frame.image.dtype == np.uint8
@@ -124,16 +131,17 @@ def test_rotation_90_turns_the_image_clockwise(source: MjpegSource) -> None:
 
 def test_latest_is_the_newest_frame_even_after_the_consumer_slept(source: MjpegSource) -> None:
     """Frames are read continuously in the capture thread, so nothing queues up while a slow
-    consumer is away: the frame it finds on return was sent within the last few frame periods."""
+    consumer is away: the frame it finds on return is far younger than the time it was away."""
+    away_s = 1.0
     with camera_for(source.url) as camera:
         first = wait_for_frames(camera, 1)[-1]
-        time.sleep(0.5)
+        time.sleep(away_s)
         newest = camera.latest()
         now_s = time.monotonic()
     assert newest is not None
     assert newest.index - first.index >= 5, "frames kept arriving while the consumer slept"
-    assert now_s - newest.capture_s < 3 * PERIOD_S
-    assert now_s - read_stamp(newest.image).capture_s < 3 * PERIOD_S, "the source sent it recently"
+    assert now_s - newest.capture_s < away_s / 2
+    assert now_s - read_stamp(newest.image).capture_s < away_s / 2, "the source sent it recently"
 
 
 # -- a video file standing in for a camera ---------------------------------------------------------
@@ -149,7 +157,7 @@ def test_a_video_file_plays_in_order_at_the_configured_fps_and_loops(looping_mp4
     assert numbers == [(frames[0].index + k) % written for k in range(15)], "each frame once, in order, then from the start again"
     assert [f.index for f in frames] == list(range(frames[0].index, frames[0].index + 15))
     assert [f.number for f in frames] == sorted({f.number for f in frames}), "frame numbers keep counting across loops"
-    for frame, number in zip(frames, numbers):
+    for frame, number in zip(frames, numbers, strict=True):
         blue, green, red = FILE_COLOURS_BGR[number]
         assert np.abs(centre_rgb(frame) - (red, green, blue)).max() <= COLOUR_TOLERANCE
         assert frame.clock == "arrival"
@@ -183,7 +191,8 @@ def test_a_missing_device_is_named_with_what_to_check(missing: int | str) -> Non
 
 def test_a_device_node_that_cannot_capture_names_the_processes_holding_it() -> None:
     """/dev/zero exists and opens, but is no camera: V4L2 refuses it as it refuses a busy camera."""
-    with open("/dev/zero", "rb"), pytest.raises(CameraError, match="/dev/zero exists but could not be opened for capture") as error:
+    refused = "/dev/zero exists but could not be opened for capture"
+    with open("/dev/zero", "rb"), pytest.raises(CameraError, match=refused) as error:
         camera_for("/dev/zero").open()
     assert f"{os.getpid()} (" in str(error.value), "this process holds it"
 
@@ -213,14 +222,16 @@ def test_a_killed_source_is_reported_and_a_restarted_one_reconnects(source: Mjpe
         source.kill()
         wait_until(lambda: not camera.health().connected, 3.0, "the camera notices the source died")
         assert source.url in (camera.health().last_error or "")
-        stalled = camera.latest()
+        stalled = newest(camera)
         time.sleep(0.3)
         assert camera.latest() is stalled, "no frame arrives from a dead source"
 
         with mjpeg_source(fps=FPS, colour_bgr=BLUE_BGR, port=source.port):
-            wait_until(lambda: camera.health().reconnects == 1 and camera.health().connected, 10.0, "reconnect to the restarted source")
-            wait_until(lambda: camera.latest().index > stalled.index, 3.0, "frames flow again")
-            assert read_stamp(camera.latest().image).capture_s > stalled.arrival_s, "a frame of the new source"
+            wait_until(
+                lambda: camera.health().reconnects == 1 and camera.health().connected, 10.0, "reconnect to the restarted source"
+            )
+            wait_until(lambda: newest(camera).index > stalled.index, 3.0, "frames flow again")
+            assert read_stamp(newest(camera).image).capture_s > stalled.arrival_s, "a frame of the new source"
 
 
 def test_a_stalled_source_times_out_and_recovers_when_it_resumes(source: MjpegSource) -> None:
@@ -231,9 +242,9 @@ def test_a_stalled_source_times_out_and_recovers_when_it_resumes(source: MjpegSo
         wait_until(lambda: not camera.health().connected, 3.0, "the camera notices the stream stalled")
         assert time.monotonic() - stalled_s >= 0.5 * READ_TIMEOUT_S, "a short gap in the stream is not a loss"
         assert "sent nothing" in (camera.health().last_error or "")
-        stalled = camera.latest()
+        stalled = newest(camera)
         source.resume()
-        wait_until(lambda: camera.health().connected and camera.latest().index > stalled.index, 10.0, "frames flow again")
+        wait_until(lambda: camera.health().connected and newest(camera).index > stalled.index, 10.0, "frames flow again")
         assert camera.health().reconnects == 1
 
 
@@ -280,6 +291,6 @@ def test_a_program_that_forgets_to_close_an_opencv_camera_still_exits_cleanly(so
         f"camera = build_camera('front', OpenCVCameraConfig(type='opencv', source={source.url!r}))\n"
         "camera.open()\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     assert "terminate called" not in result.stderr

@@ -37,9 +37,8 @@ Infer = Callable[[dict], dict]
 
 
 class StubPolicy:
-    metadata: dict = {}
-
     def __init__(self, infer: Infer) -> None:
+        self.metadata: dict[str, Any] = {}
         self.infer = infer
 
 
@@ -110,10 +109,12 @@ def raw_server(replies: list[bytes]) -> Iterator[str]:
 
 
 def client(url: str, **options: Any) -> PolicyClient:
-    return PolicyClient(url, **{"connect_timeout_s": 2.0, "request_timeout_s": 2.0, "reconnect_attempts": 1, "backoff_s": 0.01, **options})
+    return PolicyClient(
+        url, **{"connect_timeout_s": 2.0, "request_timeout_s": 2.0, "reconnect_attempts": 1, "backoff_s": 0.01, **options}
+    )
 
 
-OBS = {"state": np.arange(6, dtype=np.float32), "prompt": "wave"}
+OBS: dict[str, Any] = {"state": np.arange(6, dtype=np.float32), "prompt": "wave"}
 
 
 @pytest.mark.parametrize(
@@ -132,7 +133,9 @@ def test_urls_are_completed_with_openpis_scheme_and_port(given: str, url: str) -
     assert PolicyClient(given).url == url
 
 
-@pytest.mark.parametrize("garbage", ["", "http://gpu-box:8000", "gpu-box:port", "gpu box:8000", "ws://:8000", "gpu-box:70000", "gpu-box:0"])
+@pytest.mark.parametrize(
+    "garbage", ["", "http://gpu-box:8000", "gpu-box:port", "gpu box:8000", "ws://:8000", "gpu-box:70000", "gpu-box:0"]
+)
 def test_unusable_urls_are_refused_at_construction_naming_the_forms_accepted(garbage: str) -> None:
     with pytest.raises(ValueError, match="expected ws://HOST:PORT") as error:
         PolicyClient(garbage)
@@ -140,7 +143,7 @@ def test_unusable_urls_are_refused_at_construction_naming_the_forms_accepted(gar
 
 
 def test_connect_returns_the_servers_metadata_with_writable_arrays() -> None:
-    metadata = {"name": "stub", "reset_pose": np.array([0.0, -0.96, 1.16], dtype=np.float32)}
+    metadata: dict[str, Any] = {"name": "stub", "reset_pose": np.array([0.0, -0.96, 1.16], dtype=np.float32)}
     with openpi_server(lambda obs: chunk(0), metadata) as url, client(url) as policy:
         assert policy.metadata["name"] == "stub"
         np.testing.assert_array_equal(policy.metadata["reset_pose"], metadata["reset_pose"])
@@ -213,15 +216,20 @@ def test_a_port_that_never_answers_the_handshake_is_unreachable_after_the_connec
         mute.bind(("127.0.0.1", 0))
         mute.listen()  # the kernel completes TCP connections; nobody reads or answers
         url = f"ws://127.0.0.1:{mute.getsockname()[1]}"
-        with pytest.raises(PolicyUnreachable, match="no answer within 0.2 s; check the host is up and reachable"):
+        with pytest.raises(PolicyUnreachable, match=r"no answer within 0\.2 s; check the host is up and reachable"):
             client(url, connect_timeout_s=0.2, reconnect_attempts=0).connect()
 
 
 def test_a_websocket_server_that_sends_no_metadata_is_not_taken_for_a_policy_server() -> None:
-    with sync_serve(lambda ws: ws.recv(), "127.0.0.1", 0) as server:
+    def mute(ws: ServerConnection) -> None:
+        ws.recv()
+
+    with sync_serve(mute, "127.0.0.1", 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
-        with pytest.raises(PolicyUnreachable, match="connected, but no metadata arrived within 0.2 s .is it an openpi policy server"):
+        with pytest.raises(
+            PolicyUnreachable, match=r"connected, but no metadata arrived within 0\.2 s \(is it an openpi policy server"
+        ):
             client(url, connect_timeout_s=0.2, reconnect_attempts=0).connect()
         server.shutdown()
 
@@ -237,7 +245,7 @@ def test_a_request_timeout_closes_the_connection_so_a_late_reply_is_never_taken_
         return chunk(call)
 
     with openpi_server(slow_first) as url, client(url, request_timeout_s=0.2) as policy:
-        with pytest.raises(PolicyTimeout, match="no reply within 0.2 s") as error:
+        with pytest.raises(PolicyTimeout, match=r"no reply within 0\.2 s") as error:
             policy.infer(OBS)
         released.set()
         reply = policy.infer(OBS)
@@ -263,7 +271,10 @@ def test_a_policy_exception_is_a_server_error_carrying_the_traceback_and_the_nex
 
 
 def test_a_dropped_connection_is_lost_mid_request_and_the_next_request_reconnects() -> None:
-    with PolicyServer(StubPolicy(lambda obs: chunk(1)), port=0, faults=[Fault.parse("drop@2")]) as server, client(server.url) as policy:
+    with (
+        PolicyServer(StubPolicy(lambda obs: chunk(1)), port=0, faults=[Fault.parse("drop@2")]) as server,
+        client(server.url) as policy,
+    ):
         policy.infer(OBS)
         with pytest.raises(PolicyConnectionLost, match="without a close frame") as error:
             policy.infer(OBS)
@@ -321,7 +332,10 @@ def test_replies_that_are_not_an_action_chunk_are_protocol_errors(reply: dict, c
     [
         (msgpack.packb([1, 2, 3]), "a msgpack list, not a map"),
         (b"\xc1", "not msgpack-numpy"),
-        (msgpack.packb({"actions": {b"__ndarray__": True, b"data": b"\x00", b"dtype": "<f8", b"shape": [50, 7]}}), "not msgpack-numpy"),
+        (
+            msgpack.packb({"actions": {b"__ndarray__": True, b"data": b"\x00", b"dtype": "<f8", b"shape": [50, 7]}}),
+            "not msgpack-numpy",
+        ),
         (msgpack_numpy.packb({"actions": np.zeros((2, 2)), "server_timing": "fast"}), "server_timing is not a map of numbers"),
     ],
 )

@@ -36,7 +36,9 @@ def test_picture_area_and_bars_are_exactly_those_of_resize_with_pad(height: int,
     np.testing.assert_array_equal(ours > 0, openpi > 0)
 
 
-@pytest.mark.parametrize(("height", "width", "size"), [(480, 640, 224), (720, 1280, 224), (640, 480, 224), (120, 160, 224), (480, 640, 96)])
+@pytest.mark.parametrize(
+    ("height", "width", "size"), [(480, 640, 224), (720, 1280, 224), (640, 480, 224), (120, 160, 224), (480, 640, 96)]
+)
 def test_pixels_are_close_to_resize_with_pad_on_a_camera_like_image(height: int, width: int, size: int) -> None:
     image = natural_image(height, width)
     difference = np.abs(letterbox(image, size).astype(np.int16) - resize_with_pad(image, size, size))

@@ -38,7 +38,10 @@ def aloha_rig() -> tuple[list[JointSpec], list[str]]:
 
 def franka() -> tuple[list[JointSpec], list[str]]:
     names = [f"joint_{i}" for i in range(1, 8)] + ["gripper"]
-    joints = [JointSpec(n, "percent" if n == "gripper" else "rad", -3.0 if n != "gripper" else 0.0, 3.0 if n != "gripper" else 100.0) for n in names]
+    joints = [
+        JointSpec(n, "percent" if n == "gripper" else "rad", -3.0 if n != "gripper" else 0.0, 3.0 if n != "gripper" else 100.0)
+        for n in names
+    ]
     return joints, [f"{n}.pos" for n in names]
 
 
@@ -119,7 +122,13 @@ def test_custom_sends_every_camera_under_its_own_name_and_the_joints_unscaled() 
     io = build(PolicyConfig(), so100())
     state = np.array([10.0, -20, 30, -40, 50, 60])
     obs = io.observation(state, camera_images(), "wave")
-    assert set(obs) == {"observation/state", "observation/images/front", "observation/images/wrist", "observation/images/top", "prompt"}
+    assert set(obs) == {
+        "observation/state",
+        "observation/images/front",
+        "observation/images/wrist",
+        "observation/images/top",
+        "prompt",
+    }
     np.testing.assert_array_equal(obs["observation/state"], state.astype(np.float32))
     assert obs["observation/state"].dtype == np.float32
     assert obs["observation/images/top"].shape == (224, 224, 3)
@@ -127,7 +136,14 @@ def test_custom_sends_every_camera_under_its_own_name_and_the_joints_unscaled() 
 
 
 def test_custom_keys_layout_size_and_chunk_come_from_the_config() -> None:
-    config = PolicyConfig(state_key="state", image_key="images.{camera}", image_layout="chw", image_size=96, actions_per_chunk=12, cameras={"main": "front"})
+    config = PolicyConfig(
+        state_key="state",
+        image_key="images.{camera}",
+        image_layout="chw",
+        image_size=96,
+        actions_per_chunk=12,
+        cameras={"main": "front"},
+    )
     io = build(config, so100())
     obs = io.observation(np.zeros(6), camera_images(), "wave")
     assert set(obs) == {"state", "images.main", "prompt"}
@@ -167,7 +183,7 @@ def test_joints_follow_the_configured_order_and_actions_come_back_in_rig_order()
 def test_unit_defaults_for_openpi_presets() -> None:
     names = ["a", "b", "c", "d", "e", "f", "g", "h"]
     units = ["deg", "rad", "m", "percent", "deg", "deg", "deg", "percent"]
-    joints = [JointSpec(n, u, -1.0, 1.0) for n, u in zip(names, units)]
+    joints = [JointSpec(n, u, -1.0, 1.0) for n, u in zip(names, units, strict=True)]
     io = build(PolicyConfig(preset="libero", cameras={"image": "front"}), (joints, [f"{n}.pos" for n in names]))
     np.testing.assert_allclose(io.scale, [math.pi / 180, 1, 1, 0.01, math.pi / 180, math.pi / 180, math.pi / 180, 0.01])
     np.testing.assert_array_equal(io.offset, np.zeros(8))
@@ -186,18 +202,28 @@ def test_scale_and_offset_override_single_joints() -> None:
     preset=st.sampled_from(["droid", "libero", "custom"]),
     units=st.lists(st.sampled_from(["deg", "rad", "percent", "m"]), min_size=8, max_size=8),
 )
-def test_actions_undo_the_observation_units_for_any_order_scale_and_offset(data: st.DataObject, preset: str, units: list[str]) -> None:
+def test_actions_undo_the_observation_units_for_any_order_scale_and_offset(
+    data: st.DataObject, preset: str, units: list[str]
+) -> None:
     names = [f"j{i}.pos" for i in range(8)]
     joints = [JointSpec(f"j{i}", unit, -500.0, 500.0) for i, unit in enumerate(units)]
     order = data.draw(st.permutations(names))
     scaled = data.draw(st.lists(st.sampled_from(names), unique=True))
     scale = {n: data.draw(st.floats(0.01, 100).flatmap(lambda s: st.sampled_from([s, -s]))) for n in scaled}
     offset = {n: data.draw(st.floats(-100, 100)) for n in data.draw(st.lists(st.sampled_from(names), unique=True))}
-    config = PolicyConfig(preset=preset, joints=order, scale=scale, offset=offset, cameras={"image": "front"} if preset == "libero" else {})
+    config = PolicyConfig(
+        preset=preset, joints=order, scale=scale, offset=offset, cameras={"image": "front"} if preset == "libero" else {}
+    )
     io = PolicyIO.build(config, joints, names, ("front", "exterior_image_1_left"), SOURCE)
     state = np.array(data.draw(st.lists(st.floats(-180, 180), min_size=8, max_size=8)))
-    obs = io.observation(state, {"front": np.zeros((48, 64, 3), np.uint8), "exterior_image_1_left": np.zeros((48, 64, 3), np.uint8)}, "")
-    sent = np.concatenate([obs["observation/joint_position"], obs["observation/gripper_position"]]) if preset == "droid" else obs["observation/state"]
+    obs = io.observation(
+        state, {"front": np.zeros((48, 64, 3), np.uint8), "exterior_image_1_left": np.zeros((48, 64, 3), np.uint8)}, ""
+    )
+    sent = (
+        np.concatenate([obs["observation/joint_position"], obs["observation/gripper_position"]])
+        if preset == "droid"
+        else obs["observation/state"]
+    )
     back = io.actions(sent[None, :].astype(np.float64))
     # float32 on the wire: relative to the largest policy value, mapped back through the scale
     tolerance = 1e-6 * (np.abs(sent).max() + 1) / np.abs(io.scale).min()
@@ -254,7 +280,9 @@ def test_droid_and_libero_need_eight_joints(preset: str) -> None:
 
 
 def test_an_unknown_policy_image_name_lists_the_presets_images() -> None:
-    message = refused(PolicyConfig(preset="aloha", cameras={"cam_high": "top", "cam_side": "front"}), aloha_rig(), "policy.cameras.cam_side")
+    message = refused(
+        PolicyConfig(preset="aloha", cameras={"cam_high": "top", "cam_side": "front"}), aloha_rig(), "policy.cameras.cam_side"
+    )
     assert "aloha has no image 'cam_side'" in message
     assert "cam_high, cam_low, cam_left_wrist, cam_right_wrist" in message
 
@@ -267,7 +295,9 @@ def test_a_camera_that_does_not_exist_names_the_cameras_there_are() -> None:
 def test_a_required_image_without_a_camera_names_the_key_to_set() -> None:
     message = refused(PolicyConfig(preset="aloha"), aloha_rig(), "policy.cameras.cam_high")
     assert "set policy.cameras.cam_high to one of: front, wrist, top" in message
-    message = refused(PolicyConfig(preset="droid", cameras={"wrist_image_left": "wrist"}), franka(), "policy.cameras.exterior_image_1_left")
+    message = refused(
+        PolicyConfig(preset="droid", cameras={"wrist_image_left": "wrist"}), franka(), "policy.cameras.exterior_image_1_left"
+    )
     assert "set policy.cameras.exterior_image_1_left to one of: front, wrist, top" in message
 
 

@@ -25,9 +25,8 @@ STATE = np.array([10.0, -20.0, 30.0, 0.5], dtype=np.float32)
 class EchoPolicy:
     """Replies with `horizon` copies of the state it was sent, or waits first when told to."""
 
-    metadata = {"name": "echo", "action_dim": 4}
-
     def __init__(self, horizon: int = 50) -> None:
+        self.metadata = {"name": "echo", "action_dim": 4}
         self.horizon = horizon
         self.released = threading.Event()
 
@@ -93,11 +92,16 @@ def test_with_an_api_key_only_clients_sending_it_connect_and_healthz_stays_open(
 
 
 def test_a_port_in_use_is_an_error_naming_it(echo: EchoPolicy) -> None:
-    with serving(echo) as first, pytest.raises(OSError, match=f"cannot listen on ws://127.0.0.1:{first.port}: the port is in use"):
+    with (
+        serving(echo) as first,
+        pytest.raises(OSError, match=f"cannot listen on ws://127.0.0.1:{first.port}: the port is in use"),
+    ):
         PolicyServer(echo, port=first.port).start()
 
 
-@pytest.mark.parametrize(("text", "fault"), [("nan@5", Fault("nan", 5)), ("drop@1+", Fault("drop", 1, onwards=True)), ("stall@12", Fault("stall", 12))])
+@pytest.mark.parametrize(
+    ("text", "fault"), [("nan@5", Fault("nan", 5)), ("drop@1+", Fault("drop", 1, onwards=True)), ("stall@12", Fault("stall", 12))]
+)
 def test_faults_are_written_kind_at_request(text: str, fault: Fault) -> None:
     assert Fault.parse(text) == fault
     assert str(fault) == text
@@ -105,7 +109,7 @@ def test_faults_are_written_kind_at_request(text: str, fault: Fault) -> None:
 
 @pytest.mark.parametrize("text", ["nan", "nan@", "nan@0", "nan@-1", "melt@3", "nan@3++", "NaN@3", "nan@three"])
 def test_malformed_faults_are_refused_listing_the_kinds(text: str) -> None:
-    with pytest.raises(ValueError, match="expected KIND@N or KIND@N\\+ .* drop, stall, nan, shape, error"):
+    with pytest.raises(ValueError, match=r"expected KIND@N or KIND@N\+ .* drop, stall, nan, shape, error"):
         Fault.parse(text)
 
 
@@ -124,7 +128,8 @@ def test_a_shape_fault_on_a_one_action_chunk_is_flat() -> None:
 def test_an_error_fault_sends_the_traceback_then_closes_with_1011(echo: EchoPolicy) -> None:
     with serving(echo, faults=[Fault.parse("error@1")]) as server:
         client = openpi_client(server)
-        with pytest.raises(RuntimeError, match="(?s)Error in inference server:\nTraceback.*RuntimeError: injected fault error@1"):
+        injected = r"(?s)Error in inference server:\nTraceback.*RuntimeError: injected fault error@1"
+        with pytest.raises(RuntimeError, match=injected):
             ask(client)
         with pytest.raises(ConnectionClosedError) as closed:
             ask(client)
@@ -226,7 +231,7 @@ def test_the_script_finds_the_state_where_openpis_clients_and_lerobot_put_it(obs
 
 
 def test_without_a_state_the_script_lists_the_keys_it_got_and_those_it_wants() -> None:
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="got images, observation/joint_position, prompt") as error:
         find_state({"images": {}, "observation/joint_position": STATE, "prompt": "wave"})
     message = str(error.value)
     assert "got images, observation/joint_position, prompt" in message

@@ -40,7 +40,7 @@ def render(number: int, capture_s: float, depth_size: tuple[int, int] = (320, 24
 
 def camera_config(**fields: object) -> RealSenseCameraConfig:
     fields.setdefault("serial", None if "playback" in fields else SERIAL)
-    return RealSenseCameraConfig(type="realsense", buffer_frames=64, **fields)  # type: ignore[arg-type]
+    return RealSenseCameraConfig(type="realsense", buffer_frames=64, **fields)
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
@@ -122,7 +122,7 @@ def test_metadata_pushed_with_a_frame_comes_back_with_it(no_threads_left):
     source = SoftwareRealSense(SoftwareRealSenseSpec(domain="hardware_clock"), render)
     source.start()
     try:
-        colour = []
+        colour: list[rs.video_frame] = []
         while len(colour) < 5:
             frameset = source.wait_for_frames(1.0)
             assert frameset is not None, "the software device stopped delivering"
@@ -167,7 +167,7 @@ def test_a_recording_plays_back_every_frame_with_its_timing(colour_recording, no
     camera = play(path)
     frames = camera.buffered()
     assert [f.number for f in frames] == [p.number for p in pushed]
-    for frame, sent in zip(frames, pushed):
+    for frame, sent in zip(frames, pushed, strict=True):
         assert frame.clock == "playback"
         assert frame.capture_s - frames[0].capture_s == pytest.approx(
             (sent.timestamp_ms - pushed[0].timestamp_ms) / 1e3, abs=1e-4
@@ -282,7 +282,7 @@ def test_an_exposure_outside_the_device_range_is_refused_with_the_range():
 
 def test_a_control_the_device_lacks_is_refused_naming_the_config_field():
     source = SoftwareRealSense(SoftwareRealSenseSpec(controls=False), render)
-    with pytest.raises(CameraError, match="no enable_auto_white_balance control.*remove white_balance_k"):
+    with pytest.raises(CameraError, match=r"no enable_auto_white_balance control.*remove white_balance_k"):
         apply_controls(source.device, camera_config(white_balance_k=4000))
     with pytest.raises(CameraError, match="inter_cam_sync_mode=2 needs a depth module"):
         apply_controls(source.device, camera_config(inter_cam_sync_mode=2))

@@ -5,7 +5,7 @@ episode and stops, and a key on an episode's very first tick is harmless."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from robot_runtime.keys import NEXT, RERECORD, STOP
 from robot_runtime.loop import Tick
 from robot_runtime.recording import Phase, RecordingRun, RecordPlan
 from robot_runtime.robot import JointState
+from robot_runtime.teleop import Teleop, TeleopStep
 
 FPS = 30
 VIDEO = VideoSettings(codec="h264", fps=FPS, width=96, height=64)
@@ -28,14 +29,22 @@ SPEC = DatasetSpec("test_arm", FPS, ("a.pos",), {"cam": (64, 96)}, {"cam": VIDEO
 class ScriptedTeleop:
     """Stands in for the arm: the follower's position is the tick index, so rows say which tick made them."""
 
-    def tick(self, tick: Tick) -> SimpleNamespace:
+    def tick(self, tick: Tick) -> TeleopStep:
         image = np.zeros((64, 96, 3), np.uint8)
         image.flags.writeable = False
         frame = Frame(image, tick.start_s, tick.start_s, tick.index, tick.index, "sim")
-        return SimpleNamespace(follower=JointState(tick.start_s, np.array([float(tick.index)])), action=np.array([0.0]), frames={"cam": frame})
+        state = JointState(tick.start_s, np.array([float(tick.index)]))
+        return TeleopStep(tick, state, np.array([0.0]), state, {"cam": frame})
 
 
-def run(tmp_path: Path, plan: RecordPlan, keys_at: dict[int, list[str]], max_ticks: int = 1000) -> tuple[RecordingRun, DatasetReader, list[str]]:
+def scripted() -> Teleop:
+    """A ScriptedTeleop where a recording run expects teleoperation: it uses only tick() (no e-stop key here)."""
+    return cast(Teleop, ScriptedTeleop())
+
+
+def run(
+    tmp_path: Path, plan: RecordPlan, keys_at: dict[int, list[str]], max_ticks: int = 1000
+) -> tuple[RecordingRun, DatasetReader, list[str]]:
     writer = DatasetWriter(tmp_path / "ds", SPEC, {"cam": VIDEO}, resume=False)
     pipeline = Pipeline(writer, on_event=lambda _: None)
     said: list[str] = []
@@ -45,7 +54,7 @@ def run(tmp_path: Path, plan: RecordPlan, keys_at: dict[int, list[str]], max_tic
     def keys() -> list[str]:
         return keys_at.get(current["index"], [])
 
-    recording = RecordingRun(ScriptedTeleop(), writer, pipeline, plan, {"cam": VIDEO}, keys, said.append, first_index=0)
+    recording = RecordingRun(scripted(), writer, pipeline, plan, {"cam": VIDEO}, keys, said.append, first_index=0)
     for k in ticks:
         current["index"] = k
         recording.tick(Tick(index=k, deadline_s=k / FPS, start_s=k / FPS, elapsed_s=k / FPS))
@@ -99,7 +108,9 @@ def test_a_key_on_an_episodes_first_tick_starts_it_again(tmp_path: Path) -> None
 def test_interrupting_discards_the_episode_in_progress_and_keeps_saved_ones(tmp_path: Path) -> None:
     writer = DatasetWriter(tmp_path / "ds", SPEC, {"cam": VIDEO}, resume=False)
     pipeline = Pipeline(writer, on_event=lambda _: None)
-    recording = RecordingRun(ScriptedTeleop(), writer, pipeline, RecordPlan(3, 0.5, 0.0, "t"), {"cam": VIDEO}, list, lambda _: None, 0)
+    recording = RecordingRun(
+        scripted(), writer, pipeline, RecordPlan(3, 0.5, 0.0, "t"), {"cam": VIDEO}, list, lambda _: None, 0
+    )
     for k in range(25):
         recording.tick(Tick(index=k, deadline_s=k / FPS, start_s=k / FPS, elapsed_s=k / FPS))
     recording.interrupt()

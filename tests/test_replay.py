@@ -21,7 +21,10 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dataset = tmp_path_factory.mktemp("replay") / "demo"
-    result = cli("record", "--robot", "so100", "--sim", "--dataset", str(dataset), "--task", "wave", "--episode-time", "2", "--reset-time", "0", "--video-codec", "h264", "--no-cameras")
+    result = cli(
+        "record", "--robot", "so100", "--sim", "--dataset", str(dataset), "--task", "wave", "--episode-time", "2",
+        "--reset-time", "0", "--video-codec", "h264", "--no-cameras",
+    )
     assert result.returncode == 0, result.stderr
     return dataset
 

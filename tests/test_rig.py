@@ -1,13 +1,17 @@
 """A rig of several arms behaves as one: LeRobot's left_/right_ names, one vector split per arm,
-and a stop that reaches every arm."""
+and a stop that reaches every arm, arms on separate transports parking at the same time."""
 
+import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from robot_runtime.config import load_robot_config
 from robot_runtime.loop import FixedRateLoop
+from robot_runtime.rig import Rig, stop_rigs
+from robot_runtime.robot import Arm, ArmError, JointSpec, JointState, StopReport
 from robot_runtime.session import Session
 from robot_runtime.teleop import Teleop
 
@@ -58,5 +62,98 @@ def test_bimanual_teleop_mirrors_both_arms(bimanual):
     teleop.start()
     stats = FixedRateLoop(30).run(teleop.tick, duration_s=3.0)
     step = teleop.last
-    assert stats.ticks >= 85
+    assert stats.ticks >= 85 and step is not None
     assert np.abs(step.follower.position - step.leader.position).max() < 8.0
+
+
+# ---- the stop: arms on separate transports park at the same time -------------------------------
+
+WAIT_S = 30.0
+"""How long a parking arm waits for the others it must overlap with: only reached when they never come."""
+
+
+class ParkingArm(Arm):
+    """An arm whose park is `park`, run on whatever thread the rig stops it from."""
+
+    joints = (JointSpec("joint", "deg", -90.0, 90.0),)
+    park_position = np.zeros(1)
+    is_connected = True
+
+    def __init__(self, name: str, transport: str, park: Callable[[], object] = lambda: None) -> None:
+        self.name = name
+        self._transport = transport
+        self._park = park
+
+    @property
+    def transport(self) -> str:
+        return self._transport
+
+    def _safe_stop(self) -> list[StopReport]:
+        self._park()
+        return [StopReport(self.name, parked=True, torque_safe=True)]
+
+    def _connect(self, *, observe_only: bool) -> None: ...
+    def _set_torque(self, enabled: bool) -> None: ...
+    def disconnect(self) -> None: ...
+
+    def read(self) -> JointState:
+        raise NotImplementedError
+
+    def _send(self, targets: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def test_four_arms_on_their_own_controllers_park_at_the_same_time_and_report_in_rig_order():
+    together = threading.Barrier(4, timeout=WAIT_S)  # breaks, failing each stop, unless all four park at once
+    follower = Rig({p: ParkingArm(f"{p}_follower", f"192.168.1.{i}", together.wait) for i, p in ((5, "left"), (4, "right"))})
+    leader = Rig({p: ParkingArm(f"{p}_leader", f"192.168.1.{i}", together.wait) for i, p in ((3, "left"), (2, "right"))})
+    reports = stop_rigs([follower, leader])
+    assert [r.describe() for r in reports] == [
+        "left_follower: parked, torque safe",
+        "right_follower: parked, torque safe",
+        "left_leader: parked, torque safe",
+        "right_leader: parked, torque safe",
+    ]
+
+
+def test_a_failing_arm_is_reported_and_keeps_no_other_arm_from_parking():
+    together = threading.Barrier(2, timeout=WAIT_S)
+
+    def fail() -> None:
+        raise ArmError("right_follower (WidowX AI at 192.168.1.4): no answer")
+
+    rig = Rig({
+        "left": ParkingArm("left_follower", "192.168.1.5", together.wait),
+        "right": ParkingArm("right_follower", "192.168.1.4", fail),
+        "third": ParkingArm("third_follower", "192.168.1.6", together.wait),
+    })  # fmt: skip
+    left, right, third = rig.safe_stop()
+    assert left.parked and left.torque_safe and third.parked and third.torque_safe
+    assert (right.arm, right.parked, right.torque_safe) == ("right_follower", False, False)
+    assert "192.168.1.4): no answer" in right.detail
+
+
+def test_arms_sharing_one_bus_take_turns_while_an_arm_on_another_bus_parks_beside_them():
+    events: list[str] = []
+    alongside = threading.Barrier(2, timeout=WAIT_S)  # the arm on the other bus parks during the first one's park
+    second_started = threading.Event()
+
+    def first() -> None:
+        events.append("first starts")
+        alongside.wait()
+        if second_started.wait(timeout=1.0):  # the turn of the second arm on this bus must not come yet
+            events.append("second started during the first")
+        events.append("first ends")
+
+    def second() -> None:
+        second_started.set()
+        events.append("second starts")
+
+    rig = Rig({
+        "a": ParkingArm("first", "/dev/ttyACM0", first),
+        "b": ParkingArm("other_bus", "/dev/ttyACM1", alongside.wait),
+        "c": ParkingArm("second", "/dev/ttyACM0", second),
+    })  # fmt: skip
+    reports = rig.safe_stop()
+    assert [(r.arm, r.torque_safe) for r in reports] == [("first", True), ("other_bus", True), ("second", True)]
+    assert events == ["first starts", "first ends", "second starts"]

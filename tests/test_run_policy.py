@@ -20,6 +20,7 @@ from cli import WIDE, read_until, robot_cli, run_cli, serve_policy
 from openpi_server import WebsocketPolicyServer
 
 from drivers.feetech import FAMILY
+from drivers.feetech.config import FeetechArmConfig
 from recorders.action_log import read_action_log
 from recorders.check import check_dataset
 from recorders.reader import DatasetReader
@@ -43,14 +44,18 @@ def assert_parked_safely(stats: dict) -> None:
 
 def test_test_mode_logs_every_tick_and_never_writes_to_the_arm(tmp_path: Path) -> None:
     config = load_robot_config("so100")
+    assert config.sim is not None, "so100.yaml has a sim section"
     log, stats = tmp_path / "actions.jsonl", tmp_path / "stats.json"
     with contextlib.ExitStack() as stack:
         (arm,) = FAMILY.simulate(config.followers, config.sim, stack)  # the bus lives here, the runtime in its own process
+        assert isinstance(arm.config, FeetechArmConfig)
         calibrated = arm.writes()  # the simulator's own set-up
         with serve_policy("--script", "--amplitude", "10") as served:
             result = cli(
-                "run", "--robot", "so100", "--set", f"followers.0.port={arm.address}", "--set", f"followers.0.calibration_dir={arm.config.calibration_dir}",
-                "--no-cameras", "--mode", "test", "--task_prompt", "wave", "--policy", served.url, "--duration", "3", "--action-log", str(log), "--stats-json", str(stats),
+                "run", "--robot", "so100", "--no-cameras",
+                "--set", f"followers.0.port={arm.address}", "--set", f"followers.0.calibration_dir={arm.config.calibration_dir}",
+                "--mode", "test", "--task_prompt", "wave", "--policy", served.url, "--duration", "3",
+                "--action-log", str(log), "--stats-json", str(stats),
             )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert arm.writes() == calibrated, "test mode wrote to the bus"
@@ -69,10 +74,16 @@ def test_test_mode_logs_every_tick_and_never_writes_to_the_arm(tmp_path: Path) -
 
 def test_autonomous_mode_reproduces_a_served_episode(tmp_path: Path) -> None:
     demo, rerun, stats = tmp_path / "demo", tmp_path / "rerun", tmp_path / "stats.json"
-    recorded = cli("record", "--robot", "so100", "--sim", "--no-cameras", "--dataset", str(demo), "--task", "wave", "--episode-time", "7", "--reset-time", "0", "--video-codec", "h264")
+    recorded = cli(
+        "record", "--robot", "so100", "--sim", "--no-cameras", "--dataset", str(demo), "--task", "wave", "--episode-time", "7",
+        "--reset-time", "0", "--video-codec", "h264",
+    )
     assert recorded.returncode == 0, recorded.stderr
     with serve_policy("--replay", str(demo), "--episode", "0") as served:
-        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "8", "--record", str(rerun), "--video-codec", "h264", "--stats-json", str(stats))
+        result = cli(
+            "run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "8", "--record", str(rerun),
+            "--video-codec", "h264", "--stats-json", str(stats),
+        )
     assert result.returncode == 0, result.stderr
     out = stats_of(stats)
     assert out["policy_stats"]["rejected_replies"] == 0 and out["safety_interventions"]["rejected"] == 0
@@ -100,11 +111,16 @@ def best_alignment(reference: np.ndarray, trajectory: np.ndarray) -> tuple[int, 
     return best[1], best[2]
 
 
-@pytest.mark.parametrize("scheduling", [("--scheduling", "sync"), ("--scheduling", "async", "--ensemble", "0.1"), ("--actions-per-chunk", "5")])
+@pytest.mark.parametrize(
+    "scheduling", [("--scheduling", "sync"), ("--scheduling", "async", "--ensemble", "0.1"), ("--actions-per-chunk", "5")]
+)
 def test_every_scheduling_executes_fresh_chunks_to_the_end(tmp_path: Path, scheduling: tuple[str, ...]) -> None:
     stats, log = tmp_path / "stats.json", tmp_path / "actions.jsonl"
     with serve_policy("--script", "--horizon", "20") as served:
-        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "3", *scheduling, "--stats-json", str(stats), "--action-log", str(log))
+        result = cli(
+            "run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "3", *scheduling,
+            "--stats-json", str(stats), "--action-log", str(log),
+        )
     assert result.returncode == 0, result.stderr
     out = stats_of(stats)
     assert out["policy_stats"]["chunks"] >= 3
@@ -119,7 +135,10 @@ def test_a_first_reply_slower_than_the_request_timeout_is_waited_for(tmp_path: P
     """Servers compile on their first request: it may take far longer than any later one."""
     stats = tmp_path / "stats.json"
     with serve_policy("--script", "--fault", "stall@1", "--stall-s", "3") as served:
-        result = cli("run", *SIM_RUN, "--mode", "test", "--policy", served.url, "--duration", "6", "--request-timeout-s", "1", "--stats-json", str(stats), "--action-log", str(tmp_path / "log.jsonl"))
+        result = cli(
+            "run", *SIM_RUN, "--mode", "test", "--policy", served.url, "--duration", "6", "--request-timeout-s", "1",
+            "--stats-json", str(stats), "--action-log", str(tmp_path / "log.jsonl"),
+        )
     assert result.returncode == 0, result.stderr
     out = stats_of(stats)["policy_stats"]
     assert out["chunks"] >= 2 and out["failed_requests"] == 0
@@ -129,7 +148,10 @@ def test_a_first_reply_slower_than_the_request_timeout_is_waited_for(tmp_path: P
 def test_a_stalled_server_trips_the_watchdog_and_the_arm_parks(tmp_path: Path) -> None:
     stats = tmp_path / "stats.json"
     with serve_policy("--script", "--fault", "stall@4") as served:
-        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "20", "--set", "safety.watchdog_s=0.5", "--stats-json", str(stats))
+        result = cli(
+            "run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "20", "--set", "safety.watchdog_s=0.5",
+            "--stats-json", str(stats),
+        )
     assert result.returncode == 1
     assert "watchdog: no fresh action from the policy for" in result.stderr
     out = stats_of(stats)
@@ -142,7 +164,10 @@ def test_a_stalled_server_trips_the_watchdog_and_the_arm_parks(tmp_path: Path) -
 def test_nan_and_misshapen_replies_never_reach_the_arm(tmp_path: Path) -> None:
     stats, log = tmp_path / "stats.json", tmp_path / "actions.jsonl"
     with serve_policy("--script", "--horizon", "10", "--fault", "nan@3", "--fault", "shape@5") as served:
-        result = cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "4", "--stats-json", str(stats), "--action-log", str(log))
+        result = cli(
+            "run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "4", "--stats-json", str(stats),
+            "--action-log", str(log),
+        )
     assert result.returncode == 0, result.stderr
     out = stats_of(stats)
     assert out["policy_stats"]["rejected_replies"] == 2
@@ -155,7 +180,16 @@ def test_nan_and_misshapen_replies_never_reach_the_arm(tmp_path: Path) -> None:
 def test_a_crashed_server_ends_the_run_with_a_parked_arm(tmp_path: Path) -> None:
     stats = tmp_path / "stats.json"
     with serve_policy("--script") as served:
-        run = subprocess.Popen(robot_cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "30", "--stats-json", str(stats)), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
+        run = subprocess.Popen(
+            robot_cli(
+                "run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "30", "--stats-json", str(stats),
+            ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=WIDE,
+        )
         read_until(run, "AUTONOMOUS")
         time.sleep(2.5)
         served.process.kill()
@@ -182,7 +216,17 @@ def test_space_is_an_e_stop_the_arm_holds_then_parks(tmp_path: Path) -> None:
     stats, log = tmp_path / "stats.json", tmp_path / "actions.jsonl"
     master, slave = pty.openpty()  # a terminal for the keys, as over SSH
     with serve_policy("--script", "--amplitude", "20") as served:
-        run = subprocess.Popen(robot_cli("run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "30", "--stats-json", str(stats), "--action-log", str(log)), stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
+        run = subprocess.Popen(
+            robot_cli(
+                "run", *SIM_RUN, "--mode", "autonomous", "--policy", served.url, "--duration", "30", "--stats-json", str(stats),
+                "--action-log", str(log),
+            ),
+            stdin=slave,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=WIDE,
+        )
         os.close(slave)
         try:
             read_until(run, "space = e-stop")
@@ -216,7 +260,10 @@ def test_the_reference_openpi_server_drives_a_test_run(tmp_path: Path) -> None:
     server = WebsocketPolicyServer(Stub(), host="127.0.0.1", port=port, metadata={"reset_pose": [0.0]})
     threading.Thread(target=server.serve_forever, daemon=True).start()
     stats = tmp_path / "stats.json"
-    result = cli("run", *SIM_RUN, "--mode", "test", "--policy", f"ws://127.0.0.1:{port}", "--duration", "2", "--stats-json", str(stats), "--action-log", str(tmp_path / "log.jsonl"))
+    result = cli(
+        "run", *SIM_RUN, "--mode", "test", "--policy", f"ws://127.0.0.1:{port}", "--duration", "2", "--stats-json", str(stats),
+        "--action-log", str(tmp_path / "log.jsonl"),
+    )
     assert result.returncode == 0, result.stderr
     assert seen and seen[0]["prompt"] == "wave" and seen[0]["observation/state"].shape == (6,)
     assert stats_of(stats)["policy_stats"]["chunks"] == len(seen)

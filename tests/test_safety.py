@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from robot_runtime.config import ConfigError, SafetyConfig
 from robot_runtime.rig import Rig
-from robot_runtime.robot import Arm, JointSpec, JointState, StopReport, WriteResult
+from robot_runtime.robot import Arm, JointSpec, JointState, StopReport
 from robot_runtime.safety import SafetyFilter, Watchdog
 
 
@@ -23,11 +23,11 @@ class LimitsOnly(Arm):
     park_position = np.zeros(2)
     is_connected = False
 
-    def connect(self, *, observe_only: bool = False) -> None: ...
+    def _connect(self, *, observe_only: bool) -> None: ...
     def read(self) -> JointState: raise NotImplementedError
-    def write(self, targets: np.ndarray) -> WriteResult: raise NotImplementedError
-    def set_torque(self, enabled: bool) -> None: ...
-    def safe_stop(self) -> list[StopReport]: return []
+    def _send(self, targets: np.ndarray) -> np.ndarray: raise NotImplementedError
+    def _set_torque(self, enabled: bool) -> None: ...
+    def _safe_stop(self) -> list[StopReport]: return []
     def disconnect(self) -> None: ...
 
 
@@ -44,7 +44,7 @@ def test_config_limits_narrow_the_calibrated_ones() -> None:
 
 
 def test_config_limits_must_name_a_joint_and_leave_a_range() -> None:
-    with pytest.raises(ConfigError, match="unknown joint 'elbow.pos'"):
+    with pytest.raises(ConfigError, match=r"unknown joint 'elbow\.pos'"):
         SafetyFilter.for_rig(RIG, SafetyConfig(limits={"elbow.pos": (0.0, 1.0)}), rate_hz=30)
     with pytest.raises(ConfigError, match=r"safety.limits.shoulder.pos: \[95, 120\] leaves nothing"):
         SafetyFilter.for_rig(RIG, SafetyConfig(limits={"shoulder.pos": (95.0, 120.0)}), rate_hz=30)

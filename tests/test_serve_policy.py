@@ -17,7 +17,22 @@ from recorders.reader import DatasetReader
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dataset = tmp_path_factory.mktemp("serve") / "demo"
     result = run_cli(
-        "record", "--robot", "so100", "--sim", "--dataset", str(dataset), "--task", "wave", "--episode-time", "2", "--reset-time", "0", "--video-codec", "h264", "--no-cameras", timeout_s=120
+        "record",
+        "--robot",
+        "so100",
+        "--sim",
+        "--dataset",
+        str(dataset),
+        "--task",
+        "wave",
+        "--episode-time",
+        "2",
+        "--reset-time",
+        "0",
+        "--video-codec",
+        "h264",
+        "--no-cameras",
+        timeout_s=120,
     )
     assert result.returncode == 0, result.stderr
     return dataset
@@ -26,7 +41,11 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_scripted_motion_on_port_0_announces_the_real_port_and_openpis_client_gets_actions() -> None:
     with serve_policy("--script", "--horizon", "10", "--amplitude", "5", "--fault", "nan@2") as served:
         assert served.port != 0
-        assert served.announcement.startswith("serving a scripted swing") and "horizon 10" in served.announcement and "faults nan@2" in served.announcement
+        assert (
+            served.announcement.startswith("serving a scripted swing")
+            and "horizon 10" in served.announcement
+            and "faults nan@2" in served.announcement
+        )
         client = WebsocketClientPolicy("127.0.0.1", served.port)
         first = client.infer({"observation/state": np.full(6, 30.0), "prompt": "wave"})["actions"]
         second = client.infer({"observation/state": np.full(6, 30.0), "prompt": "wave"})["actions"]

@@ -74,7 +74,8 @@ def test_two_motors_on_the_cable_are_named_with_their_baud_rates(cable, setup_bu
     cable.attach(boxed_servo())
     cable.attach(boxed_servo(115_200))
 
-    with pytest.raises(MotorSetupError, match=r"more than one motor answered on .* \(id 1 at 1000000 baud; id 1 at 115200 baud\): connect ONLY the 'gripper' motor"):
+    two = r"more than one motor answered on .* \(id 1 at 1000000 baud; id 1 at 115200 baud\): connect ONLY the 'gripper' motor"
+    with pytest.raises(MotorSetupError, match=two):
         find_single_motor(setup_bus, "gripper")
 
 
@@ -98,8 +99,10 @@ def test_no_motor_on_the_cable_says_what_to_check(setup_bus):
     with pytest.raises(MotorSetupError) as info:
         find_single_motor(setup_bus, "gripper")
     message = str(info.value)
-    assert f"no motor answered on {setup_bus.port} at any baud rate (1000000, 500000, 250000, 128000, 115200, 57600, 38400, 19200)" in message
-    for advice in ("'gripper' motor is connected", "3-pin cable", "is the only one", "power supply is on", "controller board's port"):
+    rates = "1000000, 500000, 250000, 128000, 115200, 57600, 38400, 19200"
+    assert f"no motor answered on {setup_bus.port} at any baud rate ({rates})" in message
+    advices = ("'gripper' motor is connected", "3-pin cable", "is the only one", "power supply is on", "controller board's port")
+    for advice in advices:
         assert advice in message
 
 
@@ -110,7 +113,8 @@ def test_a_motor_of_another_model_is_refused_before_anything_is_written(cable, s
     cable.attach(servo)
 
     found = find_single_motor(setup_bus, "gripper")
-    with pytest.raises(MotorSetupError, match=r"gripper: the motor found \(id 1 at 1000000 baud\) is model 1020, not model 777 \(STS3215\)"):
+    other_model = r"gripper: the motor found \(id 1 at 1000000 baud\) is model 1020, not model 777 \(STS3215\)"
+    with pytest.raises(MotorSetupError, match=other_model):
         assign(setup_bus, GRIPPER, found, 1_000_000)
     assert not servo.writes
 
@@ -118,7 +122,8 @@ def test_a_motor_of_another_model_is_refused_before_anything_is_written(cable, s
 def test_a_motor_that_does_not_take_its_new_id_is_named_with_the_write_that_failed(cable, setup_bus, monkeypatch):
     servo = boxed_servo()
     store = servo.write
-    monkeypatch.setattr(servo, "write", lambda address, data: None if address == REGISTERS["ID"].address else store(address, data))
+    id_address = REGISTERS["ID"].address
+    monkeypatch.setattr(servo, "write", lambda address, data: None if address == id_address else store(address, data))
     cable.attach(servo)
 
     found = find_single_motor(setup_bus, "gripper")
@@ -135,7 +140,8 @@ def test_a_baud_rate_the_servos_cannot_take_is_refused(cable, setup_bus):
 
 
 def test_motors_are_set_up_gripper_first_and_can_be_restricted():
-    assert [m.name for m in setup_order(SO_MOTORS)] == ["gripper", "wrist_roll", "wrist_flex", "elbow_flex", "shoulder_lift", "shoulder_pan"]
+    gripper_first = ["gripper", "wrist_roll", "wrist_flex", "elbow_flex", "shoulder_lift", "shoulder_pan"]
+    assert [m.name for m in setup_order(SO_MOTORS)] == gripper_first
     assert [m.name for m in setup_order(SO_MOTORS, ["shoulder_pan", "gripper"])] == ["gripper", "shoulder_pan"]
     with pytest.raises(ValueError, match=r"no motor named 'elbow' on this arm \(motors: shoulder_pan, "):
         setup_order(SO_MOTORS, ["elbow"])

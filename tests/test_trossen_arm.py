@@ -16,7 +16,7 @@ from drivers.trossen.sim_setup import SimServerProcess
 from robot_runtime.config import ArmSpec, DemoConfig, SimConfig
 from robot_runtime.robot import ArmError, ObserveOnlyError
 
-START = dict(zip(JOINT_NAMES, (0.0, 0.6, 0.5, 0.0, 0.0, 0.0, 0.01)))
+START = dict(zip(JOINT_NAMES, (0.0, 0.6, 0.5, 0.0, 0.0, 0.0, 0.01), strict=True))
 SIM = SimConfig(
     start_pose=START,
     demo=DemoConfig(
@@ -117,7 +117,9 @@ def test_targets_past_the_limits_are_clipped_before_they_reach_the_controller(tm
     result = arm.write(target)
     assert result.clipped.tolist() == [False, True, True, False, False, False, True]
     assert result.sent[[1, 2, 6]] == pytest.approx([np.pi, 0.0, 0.044])
-    time.sleep(0.3)
+    deadline = time.monotonic() + 5.0
+    while server.state.goal[1] < 3.0 and time.monotonic() < deadline:  # until the goal has crossed the wire
+        time.sleep(0.02)
     # The last goal that crossed the wire, before the simulator's own silent clipping: already in range.
     goal = server.state.goal.copy()
     assert goal[1] <= np.pi + 1e-6 and goal[2] >= -1e-6 and goal[6] <= 0.044 + 1e-6
@@ -152,7 +154,7 @@ def test_a_joint_fault_names_the_joint_and_the_stop_still_reports(simulate, conn
     arm = connect(simulated)
     simulated.inject("joint_3", "JOINT_OVERHEATED")
     deadline = time.monotonic() + 2.0
-    with pytest.raises(ArmError) as caught:
+    with pytest.raises(ArmError) as caught:  # noqa: PT012 - polls until the driver reports the fault
         while time.monotonic() < deadline:  # the driver learns of the error on its next UDP cycle
             arm.read()
             time.sleep(0.005)
@@ -167,9 +169,11 @@ def test_reconnecting_clears_the_controllers_error(simulate, connect):
     (simulated,) = simulate(_spec())
     arm = connect(simulated)
     simulated.inject("left_carriage_joint", "JOINT_DISABLED_UNEXPECTEDLY")
-    time.sleep(0.05)
-    with pytest.raises(ArmError, match="left_carriage_joint"):
-        arm.write(arm.park_position)
+    deadline = time.monotonic() + 2.0
+    with pytest.raises(ArmError, match="left_carriage_joint"):  # noqa: PT012 - the driver learns of it on a later UDP cycle
+        while time.monotonic() < deadline:
+            arm.write(arm.park_position)
+            time.sleep(0.005)
     arm.disconnect()
     arm.connect()
     target = arm.read().position + np.array([0.2, 0, 0, 0, 0, 0, 0])
@@ -224,6 +228,7 @@ def test_a_simulated_leader_plays_the_demo_and_parks_on_stop(simulate, connect):
     (simulated,) = simulate(_spec("wxai_v0_leader"))
     leader = connect(simulated, "leader")
     assert leader._driver.get_modes()[0].name == "external_effort"
+    simulated.start_demonstration()
     seen = []
     for _ in range(25):
         seen.append(leader.read().position)

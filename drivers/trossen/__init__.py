@@ -24,4 +24,5 @@ FAMILY = ArmFamily(
     build=_build,
     simulate=_simulate,
     role_of=lambda config: config.role,
+    describe=lambda config: f"controller {config.ip}",
 )

@@ -10,7 +10,7 @@ import numpy as np
 import trossen_arm
 
 from drivers.trossen.config import JOINT_NAMES, JOINTS, STAGED_POSITION, TrossenArmConfig
-from robot_runtime.robot import Arm, ArmError, JointState, ObserveOnlyError, StopReport, WriteResult
+from robot_runtime.robot import Arm, ArmError, JointState, StopReport
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ class TrossenArm(Arm):
         self._staged_position = self._pose(config.staged_position, STAGED_POSITION)
         self._goal_time_s = config.goal_time_s or DEFAULT_GOAL_TIME_S
         self._driver: trossen_arm.TrossenArmDriver | None = None
-        self._observe_only = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -55,12 +54,15 @@ class TrossenArm(Arm):
     def is_connected(self) -> bool:
         return self._driver is not None
 
-    def connect(self, *, observe_only: bool = False) -> None:
+    @property
+    def transport(self) -> str:
+        return self.config.ip
+
+    def _connect(self, *, observe_only: bool) -> None:
         """Configure the controller (which clears a latched error and, by the driver's own doing, leaves
         every joint idle, i.e. braked), then: followers hold their pose in position mode; leaders go to
         zero external effort, the gravity-compensated back-drivable mode of Trossen's teleoperation.
         Observe-only stops after configure."""
-        self._observe_only = observe_only
         driver = trossen_arm.TrossenArmDriver()
         self._configure(driver)
         try:
@@ -94,20 +96,17 @@ class TrossenArm(Arm):
             effort=np.array(joints.efforts, dtype=np.float64),
         )
 
-    def write(self, targets: np.ndarray) -> WriteResult:
-        self._refuse_if_observing("write a goal")
-        checked = self.clip(targets)
+    def _send(self, targets: np.ndarray) -> np.ndarray:
         try:
-            self._connected_driver().set_all_positions(checked.sent.tolist(), self._goal_time_s, False)
+            self._connected_driver().set_all_positions(targets.tolist(), self._goal_time_s, False)
         except RuntimeError as exc:
             raise self._error(exc, "commanding positions") from exc
-        return checked
+        return targets
 
-    def set_torque(self, enabled: bool) -> None:
+    def _set_torque(self, enabled: bool) -> None:
         """Enabled: hold the present pose in position mode. Disabled: zero external effort, which
         compensates gravity, so the arm can be moved by hand but does not fall as a torque-off
         servo arm would."""
-        self._refuse_if_observing("change torque")
         driver = self._connected_driver()
         try:
             if enabled:
@@ -117,7 +116,7 @@ class TrossenArm(Arm):
         except RuntimeError as exc:
             raise self._error(exc, "changing the control mode") from exc
 
-    def safe_stop(self) -> list[StopReport]:
+    def _safe_stop(self) -> list[StopReport]:
         """Both roles move, in position mode, through the staged pose to the park pose (Trossen's
         sleep pose: folded onto the base), and hold there. A WidowX AI leader has motors too and is
         parked like a follower: idling it mid-air would let it sag onto the table.
@@ -126,12 +125,8 @@ class TrossenArm(Arm):
         park pose where idle (braked) joints hold it when disconnect() idles them. After a controller
         error the controller has already idled the joints where they stood, which the runtime cannot
         confirm as safe, so it says so."""
-        if self._driver is None:
-            return []
-        if self._observe_only:
-            return [StopReport(self.name, parked=None, torque_safe=True, detail="observed only: nothing was written")]
         try:
-            parked, detail = self._park(self._driver)
+            parked, detail = self._park(self._connected_driver())
         except Exception as exc:  # never raise from a stop: report what state the arm is in
             return [
                 StopReport(
@@ -158,10 +153,6 @@ class TrossenArm(Arm):
         if self._driver is None:
             raise RuntimeError(f"{self.name} is not connected")
         return self._driver
-
-    def _refuse_if_observing(self, what: str) -> None:
-        if self._observe_only:
-            raise ObserveOnlyError(f"{self.name} is connected observe-only: refusing to {what}")
 
     def _configure(self, driver: trossen_arm.TrossenArmDriver) -> None:
         try:
@@ -223,7 +214,8 @@ class TrossenArm(Arm):
 
     def _park(self, driver: trossen_arm.TrossenArmDriver) -> tuple[bool, str]:
         self._hold(driver)
-        for target in (self._staged_position, self.park_position):
+        at_park = (np.abs(np.array(driver.get_all_positions()) - self.park_position) <= PARK_TOLERANCE).all()
+        for target in () if at_park else (self._staged_position, self.park_position):  # folded already: no detour
             start = np.array(driver.get_all_positions())
             driver.set_all_positions(target.tolist(), self._park_move_s(start, target), True)
         deadline = time.monotonic() + PARK_SETTLE_S

@@ -1,5 +1,6 @@
-"""`--sim` for WidowX AI arms: one simulated controller process per arm (drivers.trossen.sim_server),
-each on its own loopback address, leaders playing the demo."""
+"""Simulated WidowX AI arms: one simulated controller process per arm (drivers.trossen.sim_server), each
+on its own loopback address, leaders playing the demo once told to. `robot-runtime sim trossen` and
+`--sim` run these from a simulator process of their own."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,9 @@ import numpy as np
 
 from drivers.trossen.config import JOINT_NAMES, TrossenArmConfig
 from robot_runtime.config import ArmSpec, SimConfig
-from robot_runtime.demo import pose_vector
+from robot_runtime.demo import ScriptedDemo
 from robot_runtime.family import SimulatedArm
+from robot_runtime.robot import ArmError
 
 READY = "ready"
 TCP_PORT, UDP_PORT = 50001, 50000
@@ -80,7 +81,7 @@ class StateFile:
         self.values[2 * _JOINTS + WRITE_COUNTERS.index(counter)] += 1
 
     def writes(self) -> Mapping[str, int]:
-        return {name: int(v) for name, v in zip(WRITE_COUNTERS, self.values[2 * _JOINTS :])}
+        return {name: int(v) for name, v in zip(WRITE_COUNTERS, self.values[2 * _JOINTS :], strict=True)}
 
 
 class SimServerProcess:
@@ -113,25 +114,25 @@ class SimServerProcess:
                 return self
             except _AddressTaken:
                 continue
-        raise RuntimeError(f"could not start a WidowX AI simulator: the addresses tried were taken; see {self.log_path}")
+        raise ArmError(f"could not start a WidowX AI simulator: the addresses tried were taken; see {self.log_path}")
 
     def command(self, line: str) -> None:
         """Send one command and wait for its reply, so its effect is in place when this returns."""
         if self._process is None or self._process.stdin is None:
-            raise RuntimeError(f"the WidowX AI simulator on {self.host} is not running")
+            raise ArmError(f"the WidowX AI simulator on {self.host} is not running")
         with self._lock:
             self._process.stdin.write(line + "\n")
             self._process.stdin.flush()
             try:
                 reply = self._lines.get(timeout=REPLY_TIMEOUT_S)
             except queue.Empty:
-                raise RuntimeError(
+                raise ArmError(
                     f"the WidowX AI simulator on {self.host} did not answer {line!r}; see {self.log_path}"
                 ) from None
         if reply is None:
-            raise RuntimeError(f"the WidowX AI simulator on {self.host} exited; see {self.log_path}")
+            raise ArmError(f"the WidowX AI simulator on {self.host} exited; see {self.log_path}")
         if reply != "ok":
-            raise RuntimeError(f"the WidowX AI simulator on {self.host} refused {line!r}: {reply}")
+            raise ArmError(f"the WidowX AI simulator on {self.host} refused {line!r}: {reply}")
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -156,6 +157,7 @@ class SimServerProcess:
                 stderr=log,
                 text=True,
                 bufsize=1,
+                start_new_session=True,  # a Ctrl-C at the terminal is for the command to handle (park), not for us
             )
         lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True, name=f"trossen-sim-{host}").start()
@@ -172,7 +174,7 @@ class SimServerProcess:
         if "Address already in use" in log_text:
             raise _AddressTaken(host)
         tail = "\n".join(log_text.splitlines()[-15:])
-        raise RuntimeError(
+        raise ArmError(
             f"the WidowX AI simulator on {host} did not come up within {READY_TIMEOUT_S:g} s "
             f"(exit code {process.returncode}); its log {self.log_path} ends:\n{tail}"
         )
@@ -183,26 +185,24 @@ class _AddressTaken(Exception):
 
 
 def simulate(arms: Sequence[ArmSpec], sim: SimConfig, stack: contextlib.ExitStack) -> list[SimulatedArm]:
-    """One simulator process per arm, stopped by the exit stack; leaders play the demo from now on."""
-    t0_s = time.monotonic()
-    return [_simulate_arm(spec, sim, stack, t0_s) for spec in arms]
+    """One simulator process per arm, stopped by the exit stack; leaders hold their start pose until told
+    to play the demo."""
+    return [_simulate_arm(spec, sim, stack) for spec in arms]
 
 
-def _simulate_arm(spec: ArmSpec, sim: SimConfig, stack: contextlib.ExitStack, t0_s: float) -> SimulatedArm:
+def _simulate_arm(spec: ArmSpec, sim: SimConfig, stack: contextlib.ExitStack) -> SimulatedArm:
     config: TrossenArmConfig = spec.config  # type: ignore[assignment]
-    start = pose_vector(sim.start_pose, JOINT_NAMES, "sim.start_pose")
+    script = ScriptedDemo.from_config(sim, JOINT_NAMES)
     demo = None
     if spec.role == "leader":
-        waypoints = [pose_vector(w, JOINT_NAMES, f"sim.demo.waypoints[{i}]").tolist() for i, w in enumerate(sim.demo.waypoints)]
         demo = {
-            "start": start.tolist(),
-            "waypoints": waypoints,
-            "hold_s": sim.demo.hold_s,
-            "segment_s": sim.demo.segment_s,
-            "t0_s": t0_s,
+            "start": script.start.tolist(),
+            "waypoints": script.waypoints.tolist(),
+            "hold_s": script.hold_s,
+            "segment_s": script.segment_s,
         }
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"robot-runtime-trossen-{spec.label}-")))
-    server = SimServerProcess(workdir, start_pose=start, leader_demo=demo)
+    server = SimServerProcess(workdir, start_pose=script.start, leader_demo=demo)
     stack.callback(server.stop)
     server.start()
 
@@ -221,6 +221,7 @@ def _simulate_arm(spec: ArmSpec, sim: SimConfig, stack: contextlib.ExitStack, t0
         joint_names=JOINT_NAMES,
         pose=lambda: np.array(server.state.pose),
         writes=server.state.writes,
+        start_demonstration=lambda: server.command("demo"),
     )
 
 
@@ -229,7 +230,7 @@ def _free_host() -> str:
     for host in HOSTS:
         if _port_free(host, socket.SOCK_STREAM, TCP_PORT) and _port_free(host, socket.SOCK_DGRAM, UDP_PORT):
             return host
-    raise RuntimeError(f"every loopback address 127.0.0.2-254 has port {TCP_PORT} or {UDP_PORT} in use")
+    raise ArmError(f"every loopback address 127.0.0.2-254 has port {TCP_PORT} or {UDP_PORT} in use")
 
 
 def _port_free(host: str, kind: socket.SocketKind, port: int) -> bool:

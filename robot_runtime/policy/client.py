@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import msgpack
@@ -54,7 +54,9 @@ class PolicyServerError(PolicyError):
     def __init__(self, url: str, traceback: str, problem: str | None = None) -> None:
         lines = [line for line in traceback.strip().splitlines() if line.strip()]
         last_line = lines[-1].strip() if lines else "no details given"
-        super().__init__(url, problem or f"the policy raised {last_line} (the whole traceback is in .traceback and the server's log)")
+        super().__init__(
+            url, problem or f"the policy raised {last_line} (the whole traceback is in .traceback and the server's log)"
+        )
         self.traceback = traceback
 
 
@@ -115,7 +117,9 @@ class PolicyClient:
         backoff_s: float = 0.25,
     ) -> None:
         if connect_timeout_s <= 0 or request_timeout_s <= 0:
-            raise ValueError(f"timeouts must be positive (connect_timeout_s={connect_timeout_s}, request_timeout_s={request_timeout_s})")
+            raise ValueError(
+                f"timeouts must be positive (connect_timeout_s={connect_timeout_s}, request_timeout_s={request_timeout_s})"
+            )
         if reconnect_attempts < 0 or backoff_s < 0:
             raise ValueError(f"reconnect_attempts ({reconnect_attempts}) and backoff_s ({backoff_s}) must not be negative")
         self.url = normalize_url(url)
@@ -166,7 +170,8 @@ class PolicyClient:
                 raise PolicyTimeout(
                     self.url,
                     f"no reply within {timeout_s:g} s, so the connection was closed and the next request reconnects; "
-                    "check the server is not stuck or overloaded (a freshly started model can take over 10 s to compile on its first request)",
+                    "check the server is not stuck or overloaded (a freshly started model can take over 10 s to compile on its "
+                    "first request)",
                 ) from None
             except ConnectionClosed as exc:
                 self._drop(ws, abort=True)
@@ -200,7 +205,7 @@ class PolicyClient:
         if ws is not None:
             _close_connection(ws, abort=self._request_lock.locked())
 
-    def __enter__(self) -> PolicyClient:
+    def __enter__(self) -> Self:
         self.connect()
         return self
 
@@ -231,7 +236,9 @@ class PolicyClient:
             if not retry or attempt == attempts:
                 raise PolicyUnreachable(self.url, f"{problem} (attempt {attempt} of {attempts})")
             delay_s = self.backoff_s * 2 ** (attempt - 1)
-            logger.warning("policy server %s: %s (attempt %d of %d); retrying in %.2f s", self.url, problem, attempt, attempts, delay_s)
+            logger.warning(
+                "policy server %s: %s (attempt %d of %d); retrying in %.2f s", self.url, problem, attempt, attempts, delay_s
+            )
             with self._state:
                 self._state.wait_for(lambda: self._closes != closes, timeout=delay_s)
             self._raise_if_closed(closes)
@@ -255,7 +262,10 @@ class PolicyClient:
             frame = ws.recv(timeout=self.connect_timeout_s)
         except TimeoutError:
             _close_connection(ws, abort=True)
-            raise _NoMetadata(f"connected, but no metadata arrived within {self.connect_timeout_s:g} s (is it an openpi policy server? is it busy?)") from None
+            raise _NoMetadata(
+                f"connected, but no metadata arrived within {self.connect_timeout_s:g} s (is it an openpi policy server? is it "
+                "busy?)"
+            ) from None
         except ConnectionClosed as exc:
             raise _NoMetadata(f"the server closed the connection before sending its metadata ({exc})") from None
         try:
@@ -282,7 +292,13 @@ class PolicyClient:
         if isinstance(exc, socket.gaierror):
             return f"cannot resolve the host {self._host!r} ({exc.strerror}); check the hostname", True
         if isinstance(exc, TimeoutError):
-            return f"no answer within {self.connect_timeout_s:g} s; check the host is up and reachable (network, VPN, firewall) and the port", True
+            return (
+                (
+                    f"no answer within {self.connect_timeout_s:g} s; check the host is up and reachable (network, VPN, firewall) "
+                    "and the port"
+                ),
+                True,
+            )
         return f"cannot connect ({exc})", True
 
     def _raise_if_closed(self, closes: int) -> None:
@@ -302,17 +318,25 @@ class PolicyClient:
             return PolicyConnectionLost(self.url, "close() was called while waiting for the reply")
         if exc.rcvd is not None and exc.rcvd.code == CloseCode.INTERNAL_ERROR:
             return PolicyServerError(
-                self.url, exc.rcvd.reason, f"the server closed the connection with 1011 (internal error): {exc.rcvd.reason or 'no reason given'}; check the server's log"
+                self.url,
+                exc.rcvd.reason,
+                f"the server closed the connection with 1011 (internal error): {exc.rcvd.reason or 'no reason given'}; check "
+                "the server's log",
             )
         if exc.rcvd is None:
             ours = f" (closed on this side: {exc.sent.reason})" if exc.sent is not None and exc.sent.reason else ""
             return PolicyConnectionLost(
                 self.url,
-                f"the connection dropped while waiting for the reply, without a close frame{ours}: did the server crash or restart, "
+                f"the connection dropped while waiting for the reply, without a close frame{ours}: did the server crash or "
+                "restart, "
                 "or the network fail? The next request reconnects",
             )
         reason = f", {exc.rcvd.reason}" if exc.rcvd.reason else ""
-        return PolicyConnectionLost(self.url, f"the server closed the connection while waiting for the reply (code {exc.rcvd.code}{reason}); the next request reconnects")
+        return PolicyConnectionLost(
+            self.url,
+            f"the server closed the connection while waiting for the reply (code {exc.rcvd.code}{reason}); the next request "
+            "reconnects",
+        )
 
 
 class _NoMetadata(OSError):
@@ -335,7 +359,9 @@ def _unpack_map(url: str, frame: bytes | str, what: str) -> dict:
     except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
         raise PolicyProtocolError(url, f"the {what} is not msgpack-numpy ({exc!r}); is this an openpi policy server?") from None
     if not isinstance(message, dict):
-        raise PolicyProtocolError(url, f"the {what} is a msgpack {type(message).__name__}, not a map; is this an openpi policy server?")
+        raise PolicyProtocolError(
+            url, f"the {what} is a msgpack {type(message).__name__}, not a map; is this an openpi policy server?"
+        )
     return _writable(message)
 
 
@@ -348,7 +374,9 @@ def _parse_reply(url: str, frame: bytes, round_trip_s: float) -> PolicyReply:
     except ValueError as exc:  # ragged nested lists
         raise PolicyProtocolError(url, f"the reply's actions are not an array ({exc})") from None
     if actions.dtype.kind not in "iuf" or actions.ndim != 2 or 0 in actions.shape:
-        raise PolicyProtocolError(url, f"the reply's actions are {actions.dtype} with shape {actions.shape}, not a numeric [horizon, action_dim] array")
+        raise PolicyProtocolError(
+            url, f"the reply's actions are {actions.dtype} with shape {actions.shape}, not a numeric [horizon, action_dim] array"
+        )
     timing = reply.pop("server_timing", {})
     try:
         server_timing = {str(key): float(value) for key, value in timing.items()}

@@ -106,7 +106,9 @@ PRESETS: dict[str, PresetSpec] = {
         actions_per_chunk=5,
         si_units=True,
     ),
-    "custom": PresetSpec(_custom, images=None, required=(), joints=None, joints_meaning="", actions_per_chunk=None, si_units=False),
+    "custom": PresetSpec(
+        _custom, images=None, required=(), joints=None, joints_meaning="", actions_per_chunk=None, si_units=False
+    ),
 }
 """Image names are the `policy.cameras` keys: aloha sends them under "images", droid and libero as `observation/<name>`."""
 
@@ -132,7 +134,9 @@ class PolicyIO:
     """Per policy joint: policy value = joint value * scale + offset."""
 
     @classmethod
-    def build(cls, config: PolicyConfig, joints: Sequence[JointSpec], feature_names: Sequence[str], cameras: Sequence[str], source: Path) -> PolicyIO:
+    def build(
+        cls, config: PolicyConfig, joints: Sequence[JointSpec], feature_names: Sequence[str], cameras: Sequence[str], source: Path
+    ) -> PolicyIO:
         """`joints` and `feature_names` are the follower rig's, in rig order; `cameras` the camera names
         available (none with --no-cameras). Raises MappingError naming `source` and the key to fix."""
         if len(joints) != len(feature_names):
@@ -142,14 +146,17 @@ class PolicyIO:
         if preset.joints is not None and len(state_names) != preset.joints:
             raise MappingError(
                 f"{source}: key 'policy.preset': {config.preset} expects {preset.joints} joints ({preset.joints_meaning}), "
-                f"the follower has {len(state_names)} ({', '.join(feature_names)}); set policy.preset: custom and its keys for this robot"
+                f"the follower has {len(state_names)} ({', '.join(feature_names)}); set policy.preset: custom and its keys for "
+                "this robot"
             )
         rig_index = {name: i for i, name in enumerate(feature_names)}
         order = np.array([rig_index[name] for name in state_names], dtype=np.intp)
         units = {name: joints[rig_index[name]].unit for name in state_names}
-        scale = _per_joint(config.scale, "scale", state_names, source, lambda name: _default_scale(preset, name, units[name], source))
+        scale = _per_joint(
+            config.scale, "scale", state_names, source, lambda name: _default_scale(preset, name, units[name], source)
+        )
         if (scale == 0).any():
-            zero = [name for name, s in zip(state_names, scale) if s == 0]
+            zero = [name for name, s in zip(state_names, scale, strict=True) if s == 0]
             raise MappingError(f"{source}: key 'policy.scale': a scale of 0 ({', '.join(zero)}) cannot be undone for the actions")
         offset = _per_joint(config.offset, "offset", state_names, source, lambda name: 0.0)
         _check_image_key(config, source)
@@ -173,7 +180,9 @@ class PolicyIO:
         actions = np.asarray(actions, dtype=np.float64)
         n = len(self.order)
         if actions.ndim != 2 or actions.shape[1] < n:
-            raise ReplyShapeError(f"expected actions of shape (horizon, {n} or more) for {', '.join(self.state_names)}, got shape {actions.shape}")
+            raise ReplyShapeError(
+                f"expected actions of shape (horizon, {n} or more) for {', '.join(self.state_names)}, got shape {actions.shape}"
+            )
         joints = np.empty((actions.shape[0], n), dtype=np.float64)
         joints[:, self.order] = (actions[:, :n] - self.offset) / self.scale
         return joints
@@ -206,10 +215,14 @@ def _default_scale(preset: PresetSpec, name: str, unit: str, source: Path) -> fl
     return SI_SCALE[unit]
 
 
-def _per_joint(values: Mapping[str, float], key: str, names: Sequence[str], source: Path, default: Callable[[str], float]) -> np.ndarray:
+def _per_joint(
+    values: Mapping[str, float], key: str, names: Sequence[str], source: Path, default: Callable[[str], float]
+) -> np.ndarray:
     unknown = sorted(set(values) - set(names))
     if unknown:
-        raise MappingError(f"{source}: key 'policy.{key}': unknown joint features {', '.join(unknown)} (the follower's: {', '.join(names)})")
+        raise MappingError(
+            f"{source}: key 'policy.{key}': unknown joint features {', '.join(unknown)} (the follower's: {', '.join(names)})"
+        )
     return np.array([values[name] if name in values else default(name) for name in names], dtype=np.float64)
 
 
@@ -219,16 +232,25 @@ def _check_image_key(config: PolicyConfig, source: Path) -> None:
     try:
         config.image_key.format(camera="")
     except (KeyError, IndexError, ValueError) as exc:
-        raise MappingError(f"{source}: key 'policy.image_key': {config.image_key!r} is not a template with only {{camera}} ({exc!r})") from None
+        raise MappingError(
+            f"{source}: key 'policy.image_key': {config.image_key!r} is not a template with only {{camera}} ({exc!r})"
+        ) from None
     if "{camera}" not in config.image_key:
-        raise MappingError(f"{source}: key 'policy.image_key': {config.image_key!r} must contain {{camera}}, or every camera lands on one key")
+        raise MappingError(
+            f"{source}: key 'policy.image_key': {config.image_key!r} must contain {{camera}}, or every camera lands on one key"
+        )
 
 
 def _image_sources(config: PolicyConfig, preset: PresetSpec, cameras: Sequence[str], source: Path) -> dict[str, str]:
-    choices = f"one of: {', '.join(cameras)}" if cameras else "a camera, but none are available (none configured, or --no-cameras)"
+    choices = (
+        f"one of: {', '.join(cameras)}" if cameras else "a camera, but none are available (none configured, or --no-cameras)"
+    )
     for name, camera in config.cameras.items():
         if preset.images is not None and name not in preset.images:
-            raise MappingError(f"{source}: key 'policy.cameras.{name}': {config.preset} has no image {name!r} (its images: {', '.join(preset.images)})")
+            raise MappingError(
+                f"{source}: key 'policy.cameras.{name}': {config.preset} has no image {name!r} (its images: "
+                f"{', '.join(preset.images)})"
+            )
         if camera not in cameras:
             raise MappingError(f"{source}: key 'policy.cameras.{name}': there is no camera {camera!r}; use {choices}")
     if config.cameras:
@@ -239,5 +261,7 @@ def _image_sources(config: PolicyConfig, preset: PresetSpec, cameras: Sequence[s
         sources = {name: name for name in preset.images if name in cameras}
     for name in preset.required:
         if name not in sources:
-            raise MappingError(f"{source}: key 'policy.cameras.{name}': {config.preset} needs this image; set policy.cameras.{name} to {choices}")
+            raise MappingError(
+                f"{source}: key 'policy.cameras.{name}': {config.preset} needs this image; set policy.cameras.{name} to {choices}"
+            )
     return sources

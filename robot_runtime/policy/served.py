@@ -41,7 +41,9 @@ class EpisodePolicy:
     """Replays recorded actions: a request t seconds after the server's first request gets the `horizon`
     actions from frame round(t * fps) on, the last action repeated past the end of the episode."""
 
-    def __init__(self, actions: np.ndarray, fps: float, horizon: int = 50, metadata: dict | None = None, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, actions: np.ndarray, fps: float, horizon: int = 50, metadata: dict | None = None, *, clock: Clock = time.monotonic
+    ) -> None:
         if actions.ndim != 2 or not actions.size:
             raise ValueError(f"an episode needs a [frames, action_dim] array of actions, not shape {actions.shape}")
         if fps <= 0 or horizon < 1:
@@ -68,7 +70,15 @@ class ScriptedPolicy:
     """Every dimension swings `amplitude` (in the state's own units) around the first state the policy
     saw, with period `period_s`: motion that is smooth, bounded and easy to recognise on a real arm."""
 
-    def __init__(self, horizon: int = 50, fps: float = 30.0, amplitude: float = 5.0, period_s: float = 4.0, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        horizon: int = 50,
+        fps: float = 30.0,
+        amplitude: float = 5.0,
+        period_s: float = 4.0,
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
         if horizon < 1 or fps <= 0 or period_s <= 0:
             raise ValueError(f"horizon ({horizon}) must be at least 1, fps ({fps}) and period_s ({period_s}) positive")
         self.horizon = horizon

@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol, Self, get_args
 
 import numpy as np
 from openpi_client import msgpack_numpy
@@ -57,7 +57,10 @@ class Fault:
     def parse(cls, text: str) -> Fault:
         match = re.fullmatch(r"([a-z]+)@([0-9]+)(\+?)", text.strip())
         if match is None or match[1] not in FAULT_KINDS or int(match[2]) < 1:
-            raise ValueError(f"fault {text!r}: expected KIND@N or KIND@N+ with N >= 1 and KIND one of {', '.join(FAULT_KINDS)} (e.g. nan@5, drop@3+)")
+            raise ValueError(
+                f"fault {text!r}: expected KIND@N or KIND@N+ with N >= 1 and KIND one of {', '.join(FAULT_KINDS)} (e.g. nan@5, "
+                "drop@3+)"
+            )
         return cls(match[1], int(match[2]), bool(match[3]))  # type: ignore[arg-type]  # checked against FAULT_KINDS
 
     def applies_to(self, request: int) -> bool:
@@ -140,7 +143,7 @@ class PolicyServer:
         finally:
             self.stop()
 
-    def __enter__(self) -> PolicyServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -151,7 +154,9 @@ class PolicyServer:
         self._loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         try:
-            server = await serve(self._handle, self.host, self.port, compression=None, max_size=None, process_request=self._process_request)
+            server = await serve(
+                self._handle, self.host, self.port, compression=None, max_size=None, process_request=self._process_request
+            )
         except OSError as exc:
             self._start_error = exc
             listening.set()
@@ -168,7 +173,9 @@ class PolicyServer:
         if self._api_key is not None:
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, f"Api-Key {self._api_key}".encode()):
-                return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong API key: send 'Authorization: Api-Key <key>'\n")
+                return connection.respond(
+                    http.HTTPStatus.UNAUTHORIZED, "missing or wrong API key: send 'Authorization: Api-Key <key>'\n"
+                )
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -236,6 +243,6 @@ async def _wait_while_open(ws: ServerConnection, delay_s: float) -> bool:
         return True
     try:
         await asyncio.wait_for(ws.wait_closed(), delay_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return True
     return False

@@ -101,7 +101,9 @@ class InferenceWorker:
                 reply = self.client.infer(observation, snapshot.timeout_s)
                 actions = self.io.actions(reply.actions)
                 infer_ms = reply.server_timing.get("infer_ms")
-                result: Result = Inference(snapshot.tick, actions, self._clock() - snapshot.taken_s, None if infer_ms is None else float(infer_ms))
+                result: Result = Inference(
+                    snapshot.tick, actions, self._clock() - snapshot.taken_s, None if infer_ms is None else float(infer_ms)
+                )
             except Exception as exc:  # every failure is the control loop's to judge (hold, retry or stop)
                 result = Failure(snapshot.tick, exc)
             self._results.put(result)

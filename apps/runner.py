@@ -1,0 +1,206 @@
+"""The one runner of every control command (teleop, record, replay, run): it opens the session, runs the
+command's start-up checks, starts simulated demonstrations, reads the keys (e-stop included), paces the
+loop, turns every way out into an outcome, parks the arms and reports. A command only says what it
+connects, how it starts, what one tick does and what it adds to the report, so none can forget a step."""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from apps.common import SimFault, console, print_error, report, scheduled_faults, status_line
+from cameras.base import CameraError
+from recorders.dataset import DatasetError
+from recorders.video import VideoError
+from robot_runtime.config import RobotConfig
+from robot_runtime.keys import ESTOP, STOP, KeyReader
+from robot_runtime.loop import FixedRateLoop, Tick
+from robot_runtime.policy.client import PolicyError
+from robot_runtime.policy.control import SafetyStop
+from robot_runtime.robot import ArmError
+from robot_runtime.safety import SafetyFilter
+from robot_runtime.session import Session
+
+log = logging.getLogger(__name__)
+
+STOP_KEYS_HELP = "keys: space = e-stop (hold, then park), Esc or q = stop and park"
+
+FAILURES: tuple[tuple[tuple[type[Exception], ...], str], ...] = (
+    ((SafetyStop,), "safety stop"),
+    ((PolicyError,), "policy server failure"),
+    ((ArmError, CameraError), "hardware error"),
+    ((DatasetError, VideoError), "recording error"),
+)
+"""Failures the user can act on, each with its outcome label; anything else is logged with its traceback (-v)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What every control command takes from the command line."""
+
+    sim: bool
+    cameras: bool
+    faults: tuple[SimFault, ...]
+    duration_s: float | None
+    stats_json: Path | None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunOptions:
+        return cls(args.sim, not args.no_cameras, tuple(args.sim_fault), getattr(args, "duration", None), args.stats_json)
+
+
+@dataclass
+class Outcome:
+    """How the run ended: a label for the report and, when it failed, the error to print."""
+
+    label: str
+    failure: Exception | None = None
+
+
+class ControlCommand(abc.ABC):
+    """A control command as the runner drives it."""
+
+    title: str
+    """The report's title, e.g. "teleop so100"."""
+    with_leaders: bool = True
+    with_cameras: bool = True
+    observe_only: bool = False
+    """Connect the followers read-only (a dry run): nothing is written to them and they are not parked."""
+    keys_help: str = STOP_KEYS_HELP
+    done_label: str = "done"
+    """The outcome when the command finished its work by itself."""
+    filter: SafetyFilter
+    """The safety filter between the command's actions and the follower: the e-stop engages it."""
+
+    @property
+    @abc.abstractmethod
+    def rate_hz(self) -> float: ...
+
+    @property
+    def done(self) -> bool:
+        """True when the command has finished its work (a replayed episode, a recording plan)."""
+        return False
+
+    @abc.abstractmethod
+    def start(self, session: Session) -> str:
+        """Build the command on the connected session, run its start-up checks (raise to refuse), set
+        `filter`, and return the line announcing what runs."""
+
+    @abc.abstractmethod
+    def tick(self, tick: Tick) -> None: ...
+
+    def on_keys(self, keys: list[str], stop: Callable[[], None]) -> None:
+        """Space is the e-stop: the filter holds every target from this tick on and the loop ends, which
+        parks the arm. Esc or q ends the loop normally."""
+        for key in keys:
+            if key == ESTOP:
+                self.filter.engage_estop("space pressed")
+                stop()
+            elif key == STOP:
+                stop()
+
+    def status(self, loop: FixedRateLoop) -> str | None:
+        """A live one-line status (rich markup) while the loop runs, or None for none."""
+        return None
+
+    def ended(self, outcome: Outcome) -> None:  # noqa: B027 - most commands hold nothing to release
+        """The loop has ended (any way) and the arms are still connected: release what the command holds."""
+
+    def finish(self, outcome: Outcome) -> tuple[bool, dict[str, Any]]:
+        """After the arms are stopped: complete the command's output; (all saved?, report rows)."""
+        return True, {}
+
+
+def run_control(command: ControlCommand, config: RobotConfig, options: RunOptions) -> int:
+    """Run a control command to its end and return the exit code."""
+    loop = FixedRateLoop(command.rate_hz)
+    outcome = Outcome("not started")
+    session = Session(
+        config,
+        sim=options.sim,
+        with_leaders=command.with_leaders,
+        with_cameras=options.cameras and command.with_cameras,
+        observe_only=command.observe_only,
+    )
+    started = False
+    try:
+        with session:
+            console.print(command.start(session))
+            started = True
+            session.start_demonstrations()
+            _run_loop(command, session, loop, options, outcome)
+            if not command.observe_only:
+                console.print("parking the follower and switching torque off ...")
+    finally:
+        if not started:  # refused or failed to start: the arms that connected were still stopped
+            _print_stops(session)
+    saved, extra = command.finish(outcome)
+    extra = {
+        "robot": config.name,
+        "simulated": options.sim,
+        "outcome": outcome.label,
+        **extra,
+        "safety_interventions": command.filter.interventions.as_dict(),
+        "stop": [asdict(r) for r in session.stop_reports],
+    }
+    report(command.title, loop.stats(), extra, options.stats_json, session.cameras.stats())
+    _print_stops(session)
+    if outcome.failure is not None:
+        print_error(outcome.failure)
+    return 0 if outcome.failure is None and saved and session.stopped_safely else 1
+
+
+def _run_loop(command: ControlCommand, session: Session, loop: FixedRateLoop, options: RunOptions, outcome: Outcome) -> None:
+    stopped_by: list[str] = []
+
+    def stop(why: str) -> None:
+        stopped_by.append(why)
+        loop.stop()
+
+    def tick(t: Tick) -> None:
+        command.on_keys(keys.poll(), lambda: stop("stopped"))
+        command.tick(t)
+        if command.done:
+            stop(command.done_label)
+
+    with scheduled_faults(session, list(options.faults)), KeyReader() as keys:
+        console.print(command.keys_help if keys.enabled else "stdin is not a terminal: no keys; Ctrl-C stops and parks")
+        live = status_line(lambda: command.status(loop) or "") if command.status(loop) is not None else contextlib.nullcontext()
+        try:
+            with live:
+                loop.run(tick, duration_s=options.duration_s)
+            outcome.label = stopped_by[0] if stopped_by else "duration reached"
+            if command.filter.estopped:
+                outcome.label = f"e-stop ({command.filter.estop_reason})"
+        except KeyboardInterrupt:
+            outcome.label = "interrupted (Ctrl-C)"
+        except Exception as exc:  # every failure still parks, reports and exits non-zero
+            outcome.failure, outcome.label = exc, _label(exc)
+        finally:
+            command.ended(outcome)
+
+
+def _label(exc: Exception) -> str:
+    for kinds, label in FAILURES:
+        if isinstance(exc, kinds):
+            return label
+    log.exception("stopped by an unexpected error")
+    return f"error ({type(exc).__name__})"
+
+
+def _print_stops(session: Session) -> None:
+    for stop in session.stop_reports:
+        console.print(stop.describe(), style=None if stop.torque_safe else "red")
+
+
+def where(session: Session) -> str:
+    """Where the session's arms are, for the announcement: ports, controllers."""
+    config = session.config
+    arms = config.followers + (config.leaders if session.leader is not None else ())
+    return ", ".join(spec.family.describe(spec.config) for spec in arms) + (" (simulated)" if session.sim else "")
