@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ class DatasetWriter:
         self._finished_commit = False
         self.written: set[Path] = set()
         """Files this writer created or replaced, for the run's manifest."""
+        self.loop_running = threading.Event()
+        """Set while a control loop runs beside the commits: their final encodes then yield it the CPU."""
         self._prepare(resume)
         self.recovery = self._recover()
         if not self.layout.info.exists():
@@ -204,7 +207,7 @@ class DatasetWriter:
         key, fps = image_key(camera), self.spec.fps
         final = staged.directory / f"{camera}.final.mp4"
         if not final.exists():  # kept across a crash: a resumed commit does not encode again
-            encode_final(staged.video(camera), temporary_for(final), self.videos[camera])
+            encode_final(staged.video(camera), temporary_for(final), self.videos[camera], loop_running=self.loop_running)
             os.replace(temporary_for(final), final)
         file, keep = FileIndex(), 0
         if last is not None:

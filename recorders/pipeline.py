@@ -1,8 +1,9 @@
 """Episodes leave the control loop here. Finishing an episode (draining its video queues, writing its
 rows) and committing it (the final encode, appending, metadata) run on two background threads, each in
 episode order, so the loop goes on to the next episode at once. The committing thread runs at a lower
-CPU priority (its final encodes in processes of their own on idle scheduling): when they compete for
-the cores, the control loop and the live recording win."""
+CPU priority (its final encodes in processes of their own on idle scheduling while the loop runs): when
+they compete for the cores, the control loop and the live recording win. Once the loop has ended, the
+encodes left run at a low nice value instead, so other busy programs cannot starve them."""
 
 from __future__ import annotations
 
@@ -31,8 +32,11 @@ class EpisodeTimes:
 
 
 class Pipeline:
+    """Made when the control loop starts; `close()` when it has ended."""
+
     def __init__(self, writer: DatasetWriter, on_event: Callable[[str], None] = log.info) -> None:
         self.writer = writer
+        writer.loop_running.set()
         self.on_event = on_event
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="episode-finish")
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="episode-commit", initializer=nice_at_least)
@@ -64,7 +68,9 @@ class Pipeline:
         self._track(self._finisher.submit(recorder.discard))
 
     def close(self) -> bool:
-        """Wait for every handed-over episode; True when all were committed."""
+        """Wait for every handed-over episode, their final encodes no longer yielding to the ended loop;
+        True when all were committed."""
+        self.writer.loop_running.clear()
         with self._lock:
             futures = list(self._futures)
         wait(futures)

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -38,6 +39,8 @@ PTS_PER_FRAME = 512
 """Time base 1/(fps * 512): with 30 fps this is 1/15360, the MP4 track time scale FFmpeg itself picks."""
 FINAL_NICE = 10
 """Nice value of the final encode's thread; the encoder's own threads inherit it."""
+_POLL_S = 0.1
+"""How often a waiting final encode looks whether the control loop has ended."""
 
 _WRITE_HINT = "check that the directory exists and is writable and that the disk has free space"
 _READ_HINT = "check that the file exists and is a complete MP4 (one cut short by a crash has no index)"
@@ -182,8 +185,8 @@ class VideoOutput:
         remove_file(self.path)
 
 
-def _demote_all_threads() -> None:
-    """Put every thread of this process on SCHED_IDLE at nice FINAL_NICE.
+def _demote_all_threads(idle: bool) -> None:
+    """Put every thread of this process at nice FINAL_NICE, on SCHED_IDLE if `idle` (else SCHED_OTHER).
 
     Running as root, SVT-AV1 starts its threads as SCHED_FIFO priority 99: real-time threads that take
     both cores from the control loop whatever their nice value (measured: ticks up to 1.7 s late; an
@@ -192,15 +195,16 @@ def _demote_all_threads() -> None:
     namespaces are unavailable this demotion is the fallback (the ~40 ms while the encoder opens stay
     real-time there). SCHED_IDLE rather than a nice value: nice weighs per thread, and SVT's ~50 threads
     at nice 10 still took enough CPU to make a simulated servo miss its 5 ms reply; idle threads only
-    get what no other thread wants.
+    get what no other thread wants, which on a machine kept busy by other programs is nothing at all.
     """
     if not sys.platform.startswith("linux"):
         return
+    policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
     for task in Path("/proc/self/task").iterdir():
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
             tid = int(task.name)
-            if os.sched_getscheduler(tid) != os.SCHED_IDLE:
-                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            if os.sched_getscheduler(tid) != policy:
+                os.sched_setscheduler(tid, policy, os.sched_param(0))
             nice_at_least(tid)
 
 
@@ -234,35 +238,52 @@ def _decoded(path: Path, container: av.container.InputContainer, stream: av.vide
         yield from container.decode(stream)
 
 
-def encode_final(episode: Path, out: Path, settings: VideoSettings) -> int:
+def encode_final(episode: Path, out: Path, settings: VideoSettings, *, loop_running: threading.Event | None = None) -> int:
     """Encode the intermediate `episode` into `out` with the final codec; returns frames written.
 
-    The encode runs in a process of its own on idle scheduling, without real-time threads (see
-    `_demote_all_threads`), so it only takes CPU the control loop leaves and never holds its GIL; the
-    caller waits for it (AV1 at 640x480: ~18 ms of CPU a frame). Decoded frames go to the encoder as
-    they are (already yuv420p: no colour round trip). If `settings.reuses_intermediate`, packets are
-    copied in this process instead. On failure `out` is removed.
+    The encode runs in a process of its own at nice FINAL_NICE without real-time threads (see
+    `_demote_all_threads`), so it never holds the caller's GIL; the caller waits for it (AV1 at 640x480:
+    ~18 ms of CPU a frame). While `loop_running` is set it runs on idle scheduling, taking only CPU the
+    control loop leaves; once it clears, an encode still running idle starts again at FINAL_NICE (only a
+    privileged process can lift another from idle scheduling), so other busy programs cannot starve the
+    end of a recording. Decoded frames go to the encoder as they are (already yuv420p: no colour round
+    trip). If `settings.reuses_intermediate`, packets are copied in this process instead. On failure
+    `out` is removed.
     """
     if settings.reuses_intermediate:
         return _remux([(episode, None)], out, settings.fps)
-    command = [
-        *_isolation(),
-        sys.executable,
-        "-m",
-        "recorders.video",
-        str(episode),
-        str(out),
-        json.dumps(dataclasses.asdict(settings)),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
+    while True:
+        idle = loop_running is not None and loop_running.is_set()
+        command = [*_isolation(), sys.executable, "-m", "recorders.video", str(episode), str(out)]
+        command += [json.dumps(dataclasses.asdict(settings)), "idle" if idle else "nice"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = _wait_unless_loop_ended(process, loop_running if idle else None)
+        finally:
+            if process.poll() is None:  # interrupted, or idle when the loop ended
+                process.kill()
+                process.communicate()
+        if stdout is not None:
+            break
         remove_file(out)
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        raise VideoError(lines[-1] if lines else f"the final encode of {episode} exited with {result.returncode}")
-    return int(result.stdout.strip().splitlines()[-1])
+    if process.returncode != 0:
+        remove_file(out)
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        raise VideoError(lines[-1] if lines else f"the final encode of {episode} exited with {process.returncode}")
+    return int(stdout.strip().splitlines()[-1])
 
 
-def _transcode(episode: Path, out: Path, settings: VideoSettings) -> int:
+def _wait_unless_loop_ended(process: subprocess.Popen[str], loop_running: threading.Event | None) -> tuple[str | None, str]:
+    """(stdout, stderr) once `process` ends, or (None, "") as soon as `loop_running` is clear."""
+    while True:
+        try:
+            return process.communicate(timeout=_POLL_S)
+        except subprocess.TimeoutExpired:
+            if loop_running is not None and not loop_running.is_set():
+                return None, ""
+
+
+def _transcode(episode: Path, out: Path, settings: VideoSettings, idle: bool) -> int:
     container, stream = _open_video(episode)
     with container:
         if (stream.width, stream.height) != (settings.width, settings.height):
@@ -272,7 +293,7 @@ def _transcode(episode: Path, out: Path, settings: VideoSettings) -> int:
             )
         stream.thread_type = "AUTO"
         output = VideoOutput(out, settings, ENCODERS[settings.codec], settings.final_options)
-        _demote_all_threads()  # the encoder's threads exist once it is open
+        _demote_all_threads(idle)  # the encoder's threads exist once it is open
         try:
             for frame in _decoded(episode, container, stream):
                 output.write(frame)
@@ -426,11 +447,12 @@ def decode_frames(path: Path, start_frame: int = 0, count: int | None = None) ->
 
 
 def _final_encode_process(argv: list[str]) -> int:
-    """`python -m recorders.video EPISODE OUT SETTINGS_JSON`: the process `encode_final` starts."""
-    _demote_all_threads()  # before the encoder starts: its threads inherit idle scheduling
-    episode, out, settings = argv
+    """`python -m recorders.video EPISODE OUT SETTINGS_JSON idle|nice`: the process `encode_final` starts."""
+    episode, out, settings, priority = argv
+    idle = priority == "idle"
+    _demote_all_threads(idle)  # before the encoder starts: its threads inherit the scheduling
     try:
-        print(_transcode(Path(episode), Path(out), VideoSettings(**json.loads(settings))))
+        print(_transcode(Path(episode), Path(out), VideoSettings(**json.loads(settings)), idle))
     except (VideoError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -70,7 +70,7 @@ open `s.cameras`."""
         if self.sim:
             self._simulators = Simulators.start(config, self._stack, with_leaders=self.with_leaders)
             self.simulated = self._simulators.arms
-            config = self._simulators.config
+            self.config = config = self._simulators.config  # from here on, exactly what a user's config pointed at devices is
         followers, leaders = config.followers, (config.leaders if self.with_leaders else ())
         if self.with_cameras and config.cameras:
             self.cameras = CameraSet(self._cameras(followers), config.camera_selection)

@@ -91,14 +91,14 @@ def test_a_recorded_dataset_is_lerobot_v3_and_every_stored_frame_is_the_one_its_
 def test_kill_9_mid_recording_keeps_every_saved_episode_and_resume_continues(tmp_path: Path) -> None:
     dataset = tmp_path / "demo"
     process = subprocess.Popen(
-        record_args(dataset, "--episodes", "20", "--episode-time", "0.7", "--reset-time", "0", "--video-codec", "h264"),
+        record_args(dataset, "--episodes", "6", "--episode-time", "0.7", "--reset-time", "0", "--video-codec", "h264"),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # commits yield the CPU to the loop: on a busy machine they come at its end
         while time.monotonic() < deadline and _committed(dataset) < 2 and process.poll() is None:
             time.sleep(0.05)
         if process.poll() is not None and _committed(dataset) < 2:
@@ -246,4 +246,5 @@ def test_a_full_disk_stops_recording_with_a_clear_error_and_keeps_what_was_saved
     assert checked is not None, result.stdout
     saved = re.search(r"episodes in dataset\s*│\s*(\d+)", result.stderr)  # how many the recorder says it committed
     assert saved is not None, result.stderr
-    assert int(checked.group(1)) == int(saved.group(1)) < 30, "every committed episode checks clean, however early the disk filled"
+    committed = int(saved.group(1))
+    assert int(checked.group(1)) == committed < 30, "every committed episode checks clean, however early the disk filled"

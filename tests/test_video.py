@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -149,11 +150,8 @@ def test_an_h264_final_with_the_live_settings_is_the_intermediate_itself(tmp_pat
     assert packets(tmp_path / "final.mp4") == packets(episode.path)
 
 
-def test_the_final_encode_runs_in_its_own_process_on_idle_scheduling_without_real_time_threads(tmp_path):
-    """SVT-AV1 run as root starts SCHED_FIFO threads that would take both cores from the control loop."""
-    episode = record(tmp_path / "live.mp4", list(range(40)), width=320, height=240)  # ~0.5 s of AV1 work
-    out = tmp_path / "final.mp4"
-    observed: list[tuple[int, int]] = []
+def encoder_scheduling(out: Path, encode: Callable[[], int], observed: list[tuple[int, int]]) -> int:
+    """Run `encode`, adding to `observed` the (policy, nice) of every thread of the encoder process writing `out`."""
     done = threading.Event()
 
     def encoder_threads() -> list[Path]:
@@ -171,21 +169,55 @@ def test_the_final_encode_runs_in_its_own_process_on_idle_scheduling_without_rea
                     observed.append((os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)))
             time.sleep(0.01)
 
-    caller = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-    threads_before = threading.active_count()
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        assert encode_final(episode.path, out, VideoSettings("av1", FPS, 320, 240)) == 40
+        return encode()
     finally:
         done.set()
         watcher.join()
 
+
+def test_the_final_encode_runs_in_its_own_process_at_its_nice_value_without_real_time_threads(tmp_path):
+    """SVT-AV1 run as root starts SCHED_FIFO threads that would take both cores from the control loop."""
+    episode = record(tmp_path / "live.mp4", list(range(40)), width=320, height=240)  # ~0.5 s of AV1 work
+    out = tmp_path / "final.mp4"
+    caller = (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    threads_before = threading.active_count()
+    observed: list[tuple[int, int]] = []
+    frames = encoder_scheduling(out, lambda: encode_final(episode.path, out, VideoSettings("av1", FPS, 320, 240)), observed)
+
+    assert frames == 40
     assert len(observed) > 10, "the encoder process was not seen"
     late = observed[len(observed) // 2 :]
-    assert all(policy == os.SCHED_IDLE and nice >= FINAL_NICE for policy, nice in late), sorted(set(late))
+    assert all(policy == os.SCHED_OTHER and nice >= FINAL_NICE for policy, nice in late), sorted(set(late))
     assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) == caller  # untouched
     assert threading.active_count() == threads_before  # no encoder thread in this process
+
+
+def test_while_the_loop_runs_the_encode_is_idle_and_starts_again_at_its_nice_value_when_the_loop_ends(tmp_path):
+    """While the loop runs, the encode takes only CPU nothing else wants (idle scheduling). That is nothing
+    on a machine other programs keep busy, so once the loop has ended it must not wait for idle time."""
+    numbers = list(range(240))  # ~1 s of AV1 work: still encoding when the loop ends
+    episode = record(tmp_path / "live.mp4", numbers, width=320, height=240)
+    out = tmp_path / "final.mp4"
+    running = threading.Event()
+    running.set()
+    observed: list[tuple[int, int]] = []
+
+    def end_the_loop_once_the_encode_runs_idle() -> None:
+        deadline = time.monotonic() + 30
+        while (os.SCHED_IDLE, FINAL_NICE) not in observed and time.monotonic() < deadline:
+            time.sleep(0.005)
+        running.clear()
+
+    ender = threading.Thread(target=end_the_loop_once_the_encode_runs_idle, daemon=True)
+    ender.start()
+    settings = VideoSettings("av1", FPS, 320, 240)
+    frames = encoder_scheduling(out, lambda: encode_final(episode.path, out, settings, loop_running=running), observed)
+    ender.join(timeout=5)
+    assert frames == len(numbers) and stamps(out) == numbers
+    assert (os.SCHED_IDLE, FINAL_NICE) in observed and observed[-1] == (os.SCHED_OTHER, FINAL_NICE), sorted(set(observed))
 
 
 def test_a_final_encode_that_fails_names_the_file(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 
 from calibration.normalization import Normalizer
 from calibration.store import Calibration, CalibrationError, calibration_root, load_calibration
-from drivers.feetech.bus import BusError
+from drivers.feetech.bus import BusError, MotorFaultError
 from drivers.feetech.calibration import CALIBRATION_REGISTERS, FeetechCalibrationBus
 from drivers.feetech.calibration import calibration_path as locate_calibration
 from drivers.feetech.config import FeetechArmConfig
@@ -47,6 +47,9 @@ class FeetechArm(Arm):
         )
         self.park_position = np.clip(np.zeros(len(self.joints)), lower, upper)
         self._last_position: np.ndarray | None = None
+        self._last_state: JointState | None = None
+        self.late_reads = 0
+        """Reads answered with the previous state because the bus's replies were late or lost."""
         self._connected = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -96,19 +99,31 @@ class FeetechArm(Arm):
     # -- control -----------------------------------------------------------------------------
 
     def read(self) -> JointState:
-        values = self.bus.sync_read_span(REGISTERS["Present_Position"], REGISTERS["Present_Load"])
+        """The present state; a failed read within `max_read_gap_ms` of the last good one repeats that one
+        (with its own timestamp, so its age shows) and is counted in `late_reads`."""
+        try:
+            values = self.bus.sync_read_span(REGISTERS["Present_Position"], REGISTERS["Present_Load"])
+        except BusError as exc:  # a motor that answers with a fault (MotorFaultError) stops the run at once
+            last = self._last_state
+            gap_s = time.monotonic() - last.timestamp_s if last is not None else float("inf")
+            if isinstance(exc, MotorFaultError) or last is None or gap_s > self.config.max_read_gap_ms / 1e3:
+                raise
+            self.late_reads += 1
+            log.warning("%s: %s; using the state read %.0f ms ago", self.name, exc, gap_s * 1e3)
+            return last
         stamp = time.monotonic()
         raw = np.array([values[n]["Present_Position"] for n in self.motor_names], dtype=np.float64)
         ticks_per_s = np.array([values[n]["Present_Velocity"] for n in self.motor_names], dtype=np.float64)
         load = np.array([values[n]["Present_Load"] for n in self.motor_names], dtype=np.float64)
         position = self._norm.to_units(raw)
         self._last_position = position
-        return JointState(
+        self._last_state = JointState(
             timestamp_s=stamp,
             position=position,
             velocity=ticks_per_s * self._units_per_tick,
             effort=load / 10.0,  # per mille of the maximum torque -> percent
         )
+        return self._last_state
 
     def _send(self, targets: np.ndarray) -> np.ndarray:
         raw = self._norm.to_raw(targets)

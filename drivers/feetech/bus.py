@@ -91,16 +91,16 @@ class BoundedPortHandler(scs.PortHandler):
         super().__init__(port_name)
         self.reply_timeout_ms = reply_timeout_ms
 
-    def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (SDK name)
+    def setPacketTimeout(self, packet_length: int) -> None:  # the SDK's name
         self.packet_start_time = self.getCurrentTime()
         self.packet_timeout = self.tx_time_per_byte * packet_length + self.reply_timeout_ms
 
-    def readPort(self, length: int) -> bytes:  # noqa: N802 (SDK name)
+    def readPort(self, length: int) -> bytes:  # the SDK's name
         remaining_s = max(0.0, (self.packet_timeout - self.getTimeSinceStart()) / 1e3)
         select.select([self.ser.fileno()], [], [], remaining_s)
         return self.ser.read(length)
 
-    def clearPort(self) -> None:  # noqa: N802 (SDK name)
+    def clearPort(self) -> None:  # the SDK's name
         """Called by the SDK before every instruction: also drop unread input, so a reply that came
         after an earlier timeout is never taken for the answer to this one."""
         self.ser.reset_input_buffer()
@@ -331,27 +331,39 @@ class FeetechBus:
         return out
 
     def _with_retries(self, once, ids: list[int], what: str):
+        """`once` with the bus's retries. When they all time out, every motor is pinged: a missing one is
+        named; when all of them answer, the replies were late, not lost (a busy computer delays the
+        serial port's input), so the call gets one more round of tries before it reports that."""
         failure: _Failure | None = None
-        for _ in range(self.retries + 1):
-            with self._lock, self._io_errors():
-                try:
-                    return once()
-                except (_Failure, IndexError) as exc:  # IndexError: the SDK parsed a reply too short for it
-                    failure = exc if isinstance(exc, _Failure) else _Failure(ids[0], scs.COMM_RX_CORRUPT, 0)
-                    self._recover()
-                    if failure.error_byte:
-                        break  # the motor answered: retrying will not clear its fault
+        for _round in range(2):
+            for _ in range(self.retries + 1):
+                with self._lock, self._io_errors():
+                    try:
+                        return once()
+                    except (_Failure, IndexError) as exc:  # IndexError: the SDK parsed a reply too short for it
+                        failure = exc if isinstance(exc, _Failure) else _Failure(ids[0], scs.COMM_RX_CORRUPT, 0)
+                        self._recover()
+                        if failure.error_byte:
+                            break  # the motor answered: retrying will not clear its fault
+            assert failure is not None
+            if failure.error_byte:
+                raise self._fault(failure.motor_id, failure.error_byte)
+            if failure.result == scs.COMM_RX_CORRUPT:
+                raise BusError(
+                    f"{self._label(failure.motor_id)} sent corrupted replies on {self.port} ({what}, {self.retries + 1} tries): "
+                    f"check the cable at motor {failure.motor_id}, that the baud rate is {self.baudrate}, "
+                    "and that no other program uses the port"
+                )
+            missing = tuple(i for i in ids if not self.ping(i))
+            if missing:
+                raise self._not_responding(missing, what)
         assert failure is not None
-        if failure.error_byte:
-            raise self._fault(failure.motor_id, failure.error_byte)
-        if failure.result == scs.COMM_RX_CORRUPT:
-            raise BusError(
-                f"{self._label(failure.motor_id)} sent corrupted replies on {self.port} ({what}, {self.retries + 1} tries): "
-                f"check the cable at motor {failure.motor_id}, that the baud rate is {self.baudrate}, "
-                "and that no other program uses the port"
-            )
-        missing = tuple(i for i in ids if i == failure.motor_id or not self.ping(i))
-        raise self._not_responding(missing, what)
+        raise BusError(
+            f"{self._label(failure.motor_id)} on {self.port} answers pings but its replies ({what}) came later than "
+            f"reply_timeout_ms={self._port.reply_timeout_ms:g} in {2 * (self.retries + 1)} tries: the computer may be too busy "
+            "to read the port in time, or the USB adapter holds replies back (its latency timer); raise reply_timeout_ms "
+            "or retries in the robot config if it happens again"
+        )
 
     def _check(self, motor_id: int, result: int, error: int, data: list[int] | None = None, length: int = 0) -> None:
         if result != scs.COMM_SUCCESS or error:
@@ -367,7 +379,8 @@ class FeetechBus:
     def _not_responding(self, missing: tuple[int, ...], what: str) -> MotorNotRespondingError:
         names = ", ".join(self._label(i).removeprefix("motor ") for i in missing)
         noun = "motor" if len(missing) == 1 else "motors"
-        return MotorNotRespondingError(f"{noun} {names} did not answer on {self.port} ({what}): {self._chain_hint(missing)}", missing)
+        message = f"{noun} {names} did not answer on {self.port} ({what}): {self._chain_hint(missing)}"
+        return MotorNotRespondingError(message, missing)
 
     def _chain_hint(self, missing: tuple[int, ...]) -> str:
         """Where to look, from which motors of the chain still answer."""
@@ -453,7 +466,7 @@ def _le(data: bytes, offset: int, size: int) -> int:
 
 def _open_hint(port: str, exc: serial.SerialException) -> str:
     text = str(exc)
-    if "No such file" in text or "could not open port" in text and "Errno 2" in text:
+    if "No such file" in text or ("could not open port" in text and "Errno 2" in text):
         advice = "the port does not exist: check the USB cable and the port name (ls /dev/serial/by-id/ lists attached adapters)"
     elif "Permission denied" in text or "Errno 13" in text:
         advice = f"permission denied: {DIALOUT_FIX}"

@@ -28,6 +28,10 @@ class FeetechArmConfig(BaseModel):
     reply_timeout_ms: float = Field(5.0, gt=0, le=100)
     """How long to wait for a servo's reply before retrying; bounds what a missing motor costs a tick."""
     retries: int = Field(1, ge=0, le=5)
+    max_read_gap_ms: float = Field(250.0, ge=0, le=1000)
+    """A read whose replies are late or lost (after its retries) is answered with the last state while the
+    last good read is at most this old: one late reply on a busy computer must not stop a recording, while
+    a motor that is really gone stops the run within this time. 0: every failed read stops the run."""
     park_position: dict[str, float] | None = None
     """Where to park before torque off (joint units); default: the pose the arm had when connected."""
     park_speed_per_s: float = Field(30.0, gt=0)
