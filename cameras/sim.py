@@ -4,6 +4,7 @@ are at the moment of capture and stamps that moment and its frame number into th
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import threading
 import time
@@ -43,7 +44,9 @@ class CameraFault(enum.Enum):
 class SimCamera(Camera):
     kind = "sim"
 
-    def __init__(self, name: str, config: SimCameraConfig, scene: tuple[SceneArm, ...] = (), *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, name: str, config: SimCameraConfig, scene: tuple[SceneArm, ...] = (), *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__(name, config.settings(), clock=clock)
         self.config = config
         self.scene = scene
@@ -137,13 +140,13 @@ def _draw_arm(image: np.ndarray, base: tuple[int, int], pose: np.ndarray, view_d
     cv2.rectangle(image, (int(x) - 30, int(y)), (int(x) + 30, int(y) + 12), (60, 60, 60), -1)
     angle = math.pi / 2  # straight up
     points = [(x, y)]
-    for length, bend in zip(LINK_LENGTHS, bends + [0.0] * (len(LINK_LENGTHS) - len(bends))):
+    for length, bend in zip(LINK_LENGTHS, bends + [0.0] * (len(LINK_LENGTHS) - len(bends)), strict=True):
         angle -= bend
         x += math.cos(angle) * length * height * math.cos(pan_rad)
         y -= math.sin(angle) * length * height
         points.append((x, y))
     pixels = [(int(px), int(py)) for px, py in points]
-    for start, end in zip(pixels, pixels[1:]):
+    for start, end in itertools.pairwise(pixels):
         cv2.line(image, start, end, colour, 10, cv2.LINE_AA)
     for point in pixels[:-1]:
         cv2.circle(image, point, 8, (235, 235, 235), -1, cv2.LINE_AA)
@@ -151,5 +154,8 @@ def _draw_arm(image: np.ndarray, base: tuple[int, int], pose: np.ndarray, view_d
     ahead = (math.cos(angle) * math.cos(pan_rad), -math.sin(angle))
     normal = (-ahead[1], ahead[0])
     for side in (-1, 1):
-        finger = (int(tip[0] + ahead[0] * reach_px + side * normal[0] * spread_px), int(tip[1] + ahead[1] * reach_px + side * normal[1] * spread_px))
+        finger = (
+            int(tip[0] + ahead[0] * reach_px + side * normal[0] * spread_px),
+            int(tip[1] + ahead[1] * reach_px + side * normal[1] * spread_px),
+        )
         cv2.line(image, tip, finger, (235, 235, 235), 5, cv2.LINE_AA)

@@ -37,10 +37,11 @@ class Rig(Arm):
         for prefix, arm in arms.items():
             self._slices[prefix] = slice(start, start + len(arm.joints))
             start += len(arm.joints)
+        self._gather_park_position()
 
-    @property
-    def park_position(self) -> np.ndarray:  # arms learn theirs when they connect
-        return np.concatenate([arm.park_position for arm in self.arms.values()])
+    def _gather_park_position(self) -> None:
+        """The arms' park positions concatenated; gathered again on connect, where arms learn theirs."""
+        self.park_position = np.concatenate([arm.park_position for arm in self.arms.values()])
 
     @property
     def feature_names(self) -> list[str]:
@@ -53,6 +54,7 @@ class Rig(Arm):
     def _connect(self, *, observe_only: bool) -> None:
         for arm in self.arms.values():
             arm.connect(observe_only=observe_only)
+        self._gather_park_position()
 
     def read(self) -> JointState:
         states = [arm.read() for arm in self.arms.values()]

@@ -34,7 +34,9 @@ class TeleopStep:
 
 
 class Teleop:
-    def __init__(self, leader: Rig, follower: Rig, safety: SafetyConfig, rate_hz: float, cameras: CameraSet | None = None) -> None:
+    def __init__(
+        self, leader: Rig, follower: Rig, safety: SafetyConfig, rate_hz: float, cameras: CameraSet | None = None
+    ) -> None:
         if leader.feature_names != follower.feature_names:
             raise ValueError(f"leader joints {leader.feature_names} do not match follower joints {follower.feature_names}")
         self.leader = leader

@@ -22,7 +22,9 @@ def robot_cli(*args: str) -> list[str]:
 
 
 def run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(robot_cli(*args), capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, env=WIDE)
+    return subprocess.run(
+        robot_cli(*args), check=False, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, env=WIDE
+    )
 
 
 def read_until(process: subprocess.Popen, text: str, timeout_s: float = 30) -> str:
@@ -65,7 +67,10 @@ class ServedPolicy:
 @contextlib.contextmanager
 def serve_policy(*args: str) -> Iterator[ServedPolicy]:
     """`robot-runtime serve-policy` on a free port, once it says it listens."""
-    process = subprocess.Popen(robot_cli("serve-policy", "--host", "127.0.0.1", "--port", "0", *args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE)
+    command = robot_cli("serve-policy", "--host", "127.0.0.1", "--port", "0", *args)
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=WIDE
+    )
     assert process.stderr is not None
     try:
         line = process.stderr.readline()

@@ -32,7 +32,8 @@ def test_no_app_module_imports_a_driver_package(path: Path) -> None:
     assert not drivers, f"{path.name} imports {drivers}: reach a family through ArmFamily"
 
 
-CORE_FILES = sorted(p for package in ("robot_runtime", "cameras", "recorders", "calibration", "drivers") for p in (ROOT / package).rglob("*.py"))
+CORE_PACKAGES = ("robot_runtime", "cameras", "recorders", "calibration", "drivers")
+CORE_FILES = sorted(p for package in CORE_PACKAGES for p in (ROOT / package).rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -44,6 +45,7 @@ def test_core_packages_never_import_apps(path: Path) -> None:
 @pytest.mark.parametrize("name", CONTROL_COMMANDS)
 def test_every_control_command_runs_through_the_runner(name: str) -> None:
     module = importlib.import_module(f"apps.{name}")
-    commands = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, ControlCommand) and v is not ControlCommand]
+    classes = [v for v in vars(module).values() if isinstance(v, type)]
+    commands = [c for c in classes if issubclass(c, ControlCommand) and c is not ControlCommand]
     assert len(commands) == 1, f"apps/{name}.py defines {commands}"
     assert "run_control" in (ROOT / "apps" / f"{name}.py").read_text()

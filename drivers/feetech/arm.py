@@ -43,7 +43,8 @@ class FeetechArm(Arm):
         self._units_per_tick = self._norm.units_per_tick
         lower, upper = self._norm.limits()
         self.joints = tuple(
-            JointSpec(n, m.unit, float(lo), float(hi)) for n, m, lo, hi in zip(self.motor_names, self.modes, lower, upper)
+            JointSpec(n, m.unit, float(lo), float(hi))
+            for n, m, lo, hi in zip(self.motor_names, self.modes, lower, upper, strict=True)
         )
         self.park_position = np.clip(np.zeros(len(self.joints)), lower, upper)
         self._last_position: np.ndarray | None = None
@@ -86,7 +87,7 @@ class FeetechArm(Arm):
                 self._configure()
             start = self.read().position
             park = self.config.park_position or {}
-            self.park_position = np.array([park.get(n, p) for n, p in zip(self.motor_names, start)])
+            self.park_position = np.array([park.get(n, p) for n, p in zip(self.motor_names, start, strict=True)])
         except BaseException:
             self.bus.close()
             raise
@@ -127,7 +128,7 @@ class FeetechArm(Arm):
 
     def _send(self, targets: np.ndarray) -> np.ndarray:
         raw = self._norm.to_raw(targets)
-        self.bus.sync_write("Goal_Position", {n: int(v) for n, v in zip(self.motor_names, raw)})
+        self.bus.sync_write("Goal_Position", {n: int(v) for n, v in zip(self.motor_names, raw, strict=True)})
         return self._norm.to_units(raw)
 
     def _set_torque(self, enabled: bool) -> None:
@@ -148,7 +149,7 @@ class FeetechArm(Arm):
             if self.model.role == "follower":
                 parked, detail = self._glide_to_park()
         finally:
-            self.bus.sync_write("Torque_Enable", {n: 0 for n in self.motor_names})
+            self.bus.sync_write("Torque_Enable", dict.fromkeys(self.motor_names, 0))
         return [StopReport(self.name, parked=parked, torque_safe=True, detail=detail)]
 
     # -- internals ---------------------------------------------------------------------------
@@ -156,14 +157,17 @@ class FeetechArm(Arm):
     def _load_calibration(self, path: Path) -> Calibration:
         calibration = load_calibration(path)
         if list(calibration) != self.motor_names:
-            raise CalibrationError(f"{self.name}: calibration {path} lists motors {list(calibration)}, expected {self.motor_names}")
-        for name, motor in zip(self.motor_names, self.model.motors):
+            raise CalibrationError(
+                f"{self.name}: calibration {path} lists motors {list(calibration)}, expected {self.motor_names}"
+            )
+        for name, motor in zip(self.motor_names, self.model.motors, strict=True):
             cal = calibration[name]
             if cal.id != motor.id:
                 raise CalibrationError(f"{self.name}: calibration {path}: motor '{name}' has id {cal.id}, expected {motor.id}")
             if not 0 <= cal.range_min < cal.range_max < RESOLUTION_TICKS:
                 raise CalibrationError(
-                    f"{self.name}: calibration {path}: motor '{name}' range {cal.range_min}..{cal.range_max} is invalid: recalibrate it (robot-runtime calibrate --arm {self.name})"
+                    f"{self.name}: calibration {path}: motor '{name}' range {cal.range_min}..{cal.range_max} is invalid: "
+                    f"recalibrate it (robot-runtime calibrate --arm {self.name})"
                 )
         return calibration
 
@@ -174,12 +178,13 @@ class FeetechArm(Arm):
         for name in self.motor_names:
             cal = calibration[name]
             expected = (cal.homing_offset, cal.range_min, cal.range_max)
-            diff = [(r, f, m) for r, f, m in zip(CALIBRATION_REGISTERS, expected, held[name]) if f != m]
+            diff = [(r, f, m) for r, f, m in zip(CALIBRATION_REGISTERS, expected, held[name], strict=True) if f != m]
             if diff:
                 detail = ", ".join(f"{r} file {f} motor {m}" for r, f, m in diff)
                 raise CalibrationError(
                     f"{self.name}: motor '{name}' on {self.config.port} does not hold the calibration in "
-                    f"{self._calibration_source} ({detail}): is the right arm on this port? Otherwise recalibrate it (robot-runtime calibrate --arm {self.name})"
+                    f"{self._calibration_source} ({detail}): is the right arm on this port? "
+                    f"Otherwise recalibrate it (robot-runtime calibrate --arm {self.name})"
                 )
 
     def _configure(self) -> None:
@@ -192,7 +197,7 @@ class FeetechArm(Arm):
             if self.model.role == "follower":
                 self.bus.sync_write("Goal_Position", self.bus.sync_read("Present_Position"))
         if self.model.role == "leader":
-            self.bus.sync_write("Torque_Enable", {n: 0 for n in self.motor_names})
+            self.bus.sync_write("Torque_Enable", dict.fromkeys(self.motor_names, 0))
 
     def _glide_to_park(self) -> tuple[bool, str]:
         start = self._last_position

@@ -18,11 +18,19 @@ def _simulate(arms, sim, stack):
     return simulate(arms, sim, stack)
 
 
+def _role_of(config):
+    return config.role
+
+
+def _describe(config):
+    return f"controller {config.ip}"
+
+
 FAMILY = ArmFamily(
     name="trossen",
     config_model=TrossenArmConfig,
     build=_build,
     simulate=_simulate,
-    role_of=lambda config: config.role,
-    describe=lambda config: f"controller {config.ip}",
+    role_of=_role_of,
+    describe=_describe,
 )

@@ -195,7 +195,7 @@ class TrossenArm(Arm):
     def _check_controller_limits(self, limits: list[trossen_arm.JointLimit]) -> None:
         """Real controllers fault on a target past their limits (the simulator clips silently), so a
         controller configured narrower than the runtime's limits would fault mid-run: refuse early."""
-        for spec, limit in zip(self.joints, limits):
+        for spec, limit in zip(self.joints, limits, strict=True):  # the driver sizes `limits` by the configured model
             if limit.position_min > spec.lower + LIMIT_SLACK or limit.position_max < spec.upper - LIMIT_SLACK:
                 raise ArmError(
                     f"{self._where}: the controller limits {spec.name} to [{limit.position_min:.3f}, "
@@ -205,12 +205,14 @@ class TrossenArm(Arm):
 
     def _hold(self, driver: trossen_arm.TrossenArmDriver) -> None:
         driver.set_all_modes(trossen_arm.Mode.position)
-        driver.set_all_positions(list(driver.get_all_positions()), self._goal_time_s, False)
+        # pybind11 converts a list to the stub's VectorDouble at run time.
+        driver.set_all_positions(list(driver.get_all_positions()), self._goal_time_s, False)  # type: ignore[arg-type]
 
     @staticmethod
     def _back_drivable(driver: trossen_arm.TrossenArmDriver) -> None:
         driver.set_all_modes(trossen_arm.Mode.external_effort)
-        driver.set_all_external_efforts([0.0] * len(JOINTS), 0.0, False)
+        # pybind11 converts a list to the stub's VectorDouble at run time.
+        driver.set_all_external_efforts([0.0] * len(JOINTS), 0.0, False)  # type: ignore[arg-type]
 
     def _park(self, driver: trossen_arm.TrossenArmDriver) -> tuple[bool, str]:
         self._hold(driver)

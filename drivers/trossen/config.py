@@ -26,7 +26,9 @@ JOINTS: tuple[JointSpec, ...] = (
 )
 JOINT_NAMES: tuple[str, ...] = tuple(j.name for j in JOINTS)
 
-STAGED_POSITION: dict[str, float] = dict(zip(JOINT_NAMES, (0.0, math.pi / 3, math.pi / 6, math.pi / 5, 0.0, 0.0, 0.0)))
+STAGED_POSITION: dict[str, float] = dict(
+    zip(JOINT_NAMES, (0.0, math.pi / 3, math.pi / 6, math.pi / 5, 0.0, 0.0, 0.0), strict=True)
+)
 """Trossen's "staged" pose (their LeRobot plugin and examples): arm raised clear of the table, the way
 point between any working pose and the folded sleep pose."""
 

@@ -248,7 +248,8 @@ class PolicyControl:
         seconds = max(self.safety.ramp_s, distance / self.safety.approach_speed)
         self._origin = self._sent
         self._approach = (tick, max(1, round(seconds * self.rate_hz)), target)
-        self._prefetch_ticks = min(tick - chunk.obs_tick, chunk.horizon // 2) + self.scheduler.margin_ticks  # the first reply may include a compile
+        # the first reply may include a compile
+        self._prefetch_ticks = min(tick - chunk.obs_tick, chunk.horizon // 2) + self.scheduler.margin_ticks
         self.phase = Phase.APPROACH
 
     def _prefetch_due(self, tick: int) -> bool:
