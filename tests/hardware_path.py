@@ -333,26 +333,34 @@ class Setup:
     moves: float
     """Joint travel, in joint units, that only a demonstration or a policy moving the arm explains."""
     tracks: float
-    """How near, in joint units, a follower stays to the positions it is sent."""
+    """How near, in joint units, a follower stays to the positions it is sent (median)."""
+    worst_lag: float
+    """The largest lag of a follower behind a moving target, in joint units, on a loaded machine: less than
+    the demonstration's travel, so a wrong episode still fails."""
     goal_writes: str
     """The simulator's counter of goal positions the follower was sent."""
     run_options: tuple[str, ...] = ()
     """Options `run` needs on this setup without its cameras (e.g. an observation layout)."""
 
 
-SO100 = Setup("so100", "feetech", ("follower",), ("leader",), moves=30.0, tracks=10.0, goal_writes="Goal_Position")
+SO100 = Setup(
+    "so100", "feetech", ("follower",), ("leader",), moves=30.0, tracks=10.0, worst_lag=10.0, goal_writes="Goal_Position"
+)
 BI_SO100 = Setup(
     "bi_so100", "feetech", ("left_follower", "right_follower"), ("left_leader", "right_leader"),
-    moves=30.0, tracks=10.0, goal_writes="Goal_Position",
+    moves=30.0, tracks=10.0, worst_lag=10.0, goal_writes="Goal_Position",
 )  # fmt: skip
 """Degrees (percent for grippers): the demonstration moves shoulder_lift by 65."""
-WIDOWXAI = Setup("widowxai", "trossen", ("follower",), ("leader",), moves=0.3, tracks=0.2, goal_writes="position_goal_changes")
+WIDOWXAI = Setup(
+    "widowxai", "trossen", ("follower",), ("leader",), moves=0.3, tracks=0.2, worst_lag=0.6, goal_writes="position_goal_changes"
+)
 BI_WIDOWXAI = Setup(
     "bi_widowxai", "trossen", ("left_follower", "right_follower"), ("left_leader", "right_leader"),
-    moves=0.3, tracks=0.2, goal_writes="position_goal_changes", run_options=("--set", "policy.preset=custom"),
+    moves=0.3, tracks=0.2, worst_lag=0.6, goal_writes="position_goal_changes", run_options=("--set", "policy.preset=custom"),
 )  # fmt: skip
 """Radians (metres for grippers): the demonstration moves joint_1 by 1.3. Without cameras the bimanual
-setup's ALOHA layout (which needs cam_high) gives way to the custom one."""
+setup's ALOHA layout (which needs cam_high) gives way to the custom one. The controller simulator runs
+slower than real time beside two CPU hogs and lagged a moving target by up to 0.35 rad there."""
 
 
 class PoseSampler:
@@ -467,12 +475,12 @@ def replay_episode(sim: SimulatedRobot, setup: Setup, dataset: Path, tmp_path: P
 
 
 def assert_replayed(result: Finished, dataset: Path, setup: Setup) -> None:
-    """Every frame played and the follower within `setup.tracks` of each action, by the command's own report."""
+    """Every frame played and the follower within `setup.worst_lag` of each action, by the command's own report."""
     frames = len(DatasetReader(dataset).episode(0).actions)
     assert result.stats["frames replayed"] == f"{frames} / {frames}", result.stats
     errors = [float(part.split()[-1]) for part in result.stats["max tracking error"].split(", ")]
     assert len(errors) == len(DatasetReader(dataset).info["features"]["action"]["names"])
-    assert max(errors) < setup.tracks, result.stats["max tracking error"]
+    assert max(errors) < setup.worst_lag, result.stats["max tracking error"]
 
 
 def run_test_mode(sim: SimulatedRobot, setup: Setup, tmp_path: Path, amplitude: float) -> tuple[Finished, list[dict[str, Any]]]:
