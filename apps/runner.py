@@ -190,7 +190,7 @@ def _label(exc: Exception) -> str:
     for kinds, label in FAILURES:
         if isinstance(exc, kinds):
             return label
-    log.exception("stopped by an unexpected error")
+    log.debug("stopped by an unexpected error", exc_info=exc)  # the traceback with -v; the message is always printed
     return f"error ({type(exc).__name__})"
 
 
