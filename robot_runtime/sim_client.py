@@ -8,7 +8,6 @@ import contextlib
 import json
 import queue
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pydantic import BaseModel
 from robot_runtime.config import ConfigError, RobotConfig, load_robot_config
 from robot_runtime.family import SimulatedArm
 from robot_runtime.robot import ArmError
+from robot_runtime.sim_console import stop_process
 from robot_runtime.sim_serve import OVERRIDES, READY
 
 READY_TIMEOUT_S = 120.0
@@ -117,18 +117,8 @@ class SimulatorProcess:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not stop in time."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):  # a broken pipe: it had stopped reading
-                process.stdin.close()
+        if process is not None:
+            stop_process(process, STOP_TIMEOUT_S)
 
     def _command(self, line: str) -> None:
         self.request(line)

@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import stat
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -52,9 +53,9 @@ def serve(address: str, commands: Mapping[str, Command], lines: TextIO = sys.std
     print("commands, one a line:", file=sys.stderr)
     for name, command in commands.items():
         print(f"  {' '.join((name, *command.args))}: {command.help}", file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGTTIN, signal.SIG_IGN)  # a background read of the terminal fails instead of stopping us
-    driven = _is_pipe(lines)
+    driven = is_pipe(lines)
     ended = threading.Event()
 
     def answer_all() -> None:
@@ -73,7 +74,8 @@ def serve(address: str, commands: Mapping[str, Command], lines: TextIO = sys.std
         ended.wait()
 
 
-def _is_pipe(stream: TextIO) -> bool:
+def is_pipe(stream: TextIO) -> bool:
+    """Whether a program drives this stream (a pipe or socket), so its end means that program has gone."""
     try:
         mode = os.fstat(stream.fileno()).st_mode
     except (OSError, ValueError):
@@ -81,5 +83,21 @@ def _is_pipe(stream: TextIO) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # the caller's `with` blocks stop the simulated hardware
+def interrupt(signum: int, frame: object) -> None:
+    """A SIGTERM handler: take the Ctrl-C path, so `with` blocks stop the simulated hardware."""
+    raise KeyboardInterrupt
+
+
+def stop_process(process: subprocess.Popen[str], timeout_s: float) -> None:
+    """Stop a simulator process as a service manager does: SIGTERM, then SIGKILL if it is still there after
+    `timeout_s`; then close its command channel (a broken pipe there only means it had stopped reading)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()

@@ -41,7 +41,6 @@ import json
 import os
 import shlex
 import signal
-import stat
 import sys
 import tempfile
 import threading
@@ -55,6 +54,7 @@ import yaml
 
 from robot_runtime.config import ArmSpec, ConfigError, RobotConfig, load_robot_config
 from robot_runtime.family import SimulatedArm
+from robot_runtime.sim_console import interrupt, is_pipe
 
 READY = "ready"
 OVERRIDES = "overrides"
@@ -182,7 +182,7 @@ class FamilySimulation:
             values[:] = self.arms[label].simulated.pose()
 
     def _answer_all(self, commands: TextIO, out: TextIO, stop: threading.Event) -> None:
-        driven = _is_pipe(commands)
+        driven = is_pipe(commands)
         try:
             for line in commands:
                 reply = self.answer(line)
@@ -204,7 +204,7 @@ def serve_family(
     says on stderr what runs, for people. Call from the main thread; SIGTERM must raise KeyboardInterrupt.
     Once stopping, the process ignores SIGINT and SIGTERM (a second one must not cut the stop short): end it after."""
     signal.signal(signal.SIGTTIN, signal.SIG_IGN)  # a background read of the terminal fails instead of stopping us
-    if _is_pipe(sys.stdin) and os.getpgid(0) != os.getpid():  # (a process group leader cannot start a session)
+    if is_pipe(sys.stdin) and os.getpgid(0) != os.getpid():  # (a process group leader cannot start a session)
         os.setsid()  # driven by a program: its own session, so the kernel shares CPU out to it apart from that program's load
     stack = contextlib.ExitStack()
     try:
@@ -251,24 +251,12 @@ def _fault_target(text: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-def _is_pipe(stream: TextIO) -> bool:
-    try:
-        mode = os.fstat(stream.fileno()).st_mode
-    except (OSError, ValueError):
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", help="the arm family to simulate, e.g. feetech")
     parser.add_argument("robot", help="robot YAML (a built-in name or a path)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         serve_family(load_robot_config(args.robot), args.family)

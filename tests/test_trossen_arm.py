@@ -4,6 +4,7 @@ controller faults, reconnection, unreachable controllers, firmware mismatch, and
 
 import contextlib
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -61,10 +62,12 @@ def connect(stack):
     return connect_arm
 
 
-def _settle(arm: TrossenArm, target: np.ndarray, timeout_s: float = 2.0) -> np.ndarray:
+def _settle(read: Callable[[], np.ndarray], target: np.ndarray, timeout_s: float = 10.0) -> np.ndarray:
+    """The position `read` gives once it is within tolerance of `target`, or at the deadline (a bound, not a
+    speed: the simulated controller runs slower than real time on a loaded machine)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        position = arm.read().position
+        position = read()
         if (np.abs(position - target) <= READ_BACK_TOLERANCE).all() or time.monotonic() > deadline:
             return position
         time.sleep(0.02)
@@ -96,8 +99,8 @@ def test_connect_move_and_read_back(simulate, connect):
     assert abs(state.timestamp_s - time.monotonic()) < 0.5
     target = state.position + np.array([0.3, 0.2, -0.2, 0.1, -0.1, 0.2, 0.01])
     _stream_to(arm, target)
-    assert np.abs(_settle(arm, target) - target).max() <= READ_BACK_TOLERANCE.max()
-    assert np.allclose(simulated.pose(), target, atol=0.01)
+    assert np.abs(_settle(lambda: arm.read().position, target) - target).max() <= READ_BACK_TOLERANCE.max()
+    assert np.allclose(_settle(simulated.pose, target), target, atol=0.01), "the simulator itself holds the arm there"
     assert simulated.writes()["position_goal_changes"] > 0
 
 
@@ -178,7 +181,7 @@ def test_reconnecting_clears_the_controllers_error(simulate, connect):
     arm.connect()
     target = arm.read().position + np.array([0.2, 0, 0, 0, 0, 0, 0])
     _stream_to(arm, target)
-    assert np.abs(_settle(arm, target) - target).max() <= READ_BACK_TOLERANCE.max()
+    assert np.abs(_settle(lambda: arm.read().position, target) - target).max() <= READ_BACK_TOLERANCE.max()
 
 
 def test_an_unreachable_controller_fails_in_bounded_time_saying_what_to_check():
@@ -216,11 +219,11 @@ def test_two_arms_side_by_side_move_independently(simulate, connect):
     right_start = right.read().position
     left_target = left.read().position + np.array([0.4, 0, 0.2, 0, 0, 0, 0])
     _stream_to(left, left_target)
-    assert np.abs(_settle(left, left_target) - left_target).max() <= READ_BACK_TOLERANCE.max()
+    assert np.abs(_settle(lambda: left.read().position, left_target) - left_target).max() <= READ_BACK_TOLERANCE.max()
     assert np.allclose(right.read().position, right_start, atol=1e-3)
     right_target = right_start + np.array([-0.4, 0, 0, 0.3, 0, 0, 0])
     _stream_to(right, right_target)
-    assert np.abs(_settle(right, right_target) - right_target).max() <= READ_BACK_TOLERANCE.max()
+    assert np.abs(_settle(lambda: right.read().position, right_target) - right_target).max() <= READ_BACK_TOLERANCE.max()
     assert np.allclose(left.read().position, left_target, atol=0.01)
 
 

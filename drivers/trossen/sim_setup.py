@@ -8,7 +8,6 @@ import contextlib
 import errno
 import json
 import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from robot_runtime.config import ArmSpec, SimConfig
 from robot_runtime.demo import ScriptedDemo
 from robot_runtime.family import SimulatedArm
 from robot_runtime.robot import ArmError
+from robot_runtime.sim_console import stop_process
 
 READY = "ready"
 TCP_PORT, UDP_PORT = 50001, 50000
@@ -136,16 +136,8 @@ class SimServerProcess:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdin is not None:
-            process.stdin.close()
+        if process is not None:
+            stop_process(process, STOP_TIMEOUT_S)
 
     def _start_on(self, host: str) -> None:
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
