@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from cli import WIDE, read_until, robot_cli, run_cli, serve_policy
 
+from drivers.trossen.config import TCP_PORT, UDP_PORT
 from recorders.action_log import read_action_log
 from recorders.reader import DatasetReader
 
@@ -191,8 +192,8 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 # -- the vendor's WidowX AI controller simulator -----------------------------------------------------
 
-TROSSEN_TCP_PORT, TROSSEN_UDP_PORT, TROSSEN_WS_PORT = 50001, 50000, 50002
-"""A controller's fixed ports (trossen_arm's wire protocol, and trossen-arm-sim's collision stream)."""
+TROSSEN_WS_PORT = 50002
+"""trossen-arm-sim's collision stream, beside the controller's own fixed ports."""
 TROSSEN_HOSTS = [f"127.0.0.{x}" for x in range(200, 255)]
 """`--sim` takes the first free address from 127.0.0.2 up; these are far from it, so tests running
 beside each other do not meet."""
@@ -224,7 +225,7 @@ def _start_controller(executable: str, host: str, workdir: Path, stack: contextl
     stack.callback(_end, process)
     deadline = time.monotonic() + SIM_READY_TIMEOUT_S
     while process.poll() is None:
-        with contextlib.suppress(OSError), socket.create_connection((host, TROSSEN_TCP_PORT), timeout=1.0):
+        with contextlib.suppress(OSError), socket.create_connection((host, TCP_PORT), timeout=1.0):
             return True
         assert time.monotonic() < deadline, (
             f"trossen-arm-sim --host {host} did not accept connections within {SIM_READY_TIMEOUT_S:g} s: {_tail(log)}"
@@ -237,8 +238,8 @@ def _start_controller(executable: str, host: str, workdir: Path, stack: contextl
 
 def _controller_ports_free(host: str) -> bool:
     for kind, port in (
-        (socket.SOCK_STREAM, TROSSEN_TCP_PORT),
-        (socket.SOCK_DGRAM, TROSSEN_UDP_PORT),
+        (socket.SOCK_STREAM, TCP_PORT),
+        (socket.SOCK_DGRAM, UDP_PORT),
         (socket.SOCK_STREAM, TROSSEN_WS_PORT),
     ):
         with socket.socket(socket.AF_INET, kind) as probe:

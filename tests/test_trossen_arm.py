@@ -3,17 +3,19 @@ arm, each on its own loopback address): motion, limits enforced before the wire,
 controller faults, reconnection, unreachable controllers, firmware mismatch, and two arms at once."""
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from trossen_arm_sim import TrossenArmSimServer, WidowXSim
 
 from drivers.trossen import FAMILY
 from drivers.trossen.arm import TrossenArm
 from drivers.trossen.config import JOINT_NAMES, TrossenArmConfig
-from drivers.trossen.sim_setup import SimServerProcess
+from drivers.trossen.sim_setup import SimServerProcess, _free_host
 from robot_runtime.config import ArmSpec, DemoConfig, SimConfig
 from robot_runtime.robot import ArmError, ObserveOnlyError
 
@@ -195,6 +197,63 @@ def test_an_unreachable_controller_fails_in_bounded_time_saying_what_to_check():
     message = str(caught.value)
     assert "127.0.0.250" in message and "powered" in message and "subnet" in message
     assert not arm.is_connected and arm.safe_stop() == []
+
+
+class LateOutputsController(TrossenArmSimServer):
+    """The vendor's simulated controller whose UDP joint outputs begin only `silent_s` after the first
+    request (forever with inf): as a controller behind a busy computer, or behind a firewall, would."""
+
+    def __init__(self, host: str, silent_s: float) -> None:
+        super().__init__(WidowXSim(), host=host)
+        self.silent_s = silent_s
+
+    def _udp_loop(self) -> None:
+        assert self._udp_socket is not None
+        self._udp_socket.recvfrom(4096)
+        deadline = time.monotonic() + self.silent_s
+        with contextlib.suppress(OSError):  # the socket closes on stop()
+            while time.monotonic() < deadline:
+                self._udp_socket.settimeout(0.05)
+                with contextlib.suppress(TimeoutError):
+                    self._udp_socket.recvfrom(4096)
+            self._udp_socket.settimeout(None)
+            super()._udp_loop()
+
+
+@pytest.fixture
+def late_outputs_controller(stack):
+    def start(silent_s: float) -> str:
+        controller = LateOutputsController(_free_host(), silent_s)
+        controller.sim.start()
+        stack.callback(controller.sim.stop)
+        controller.start()
+        stack.callback(controller.stop)
+        return controller.host
+
+    return start
+
+
+def test_a_controller_whose_first_joint_outputs_miss_the_drivers_window_is_configured_again(late_outputs_controller):
+    host = late_outputs_controller(silent_s=1.5)  # the driver's own window is about 1 s
+    arm = TrossenArm(TrossenArmConfig(end_effector="wxai_v0_follower", ip=host, connect_timeout_s=20.0), "follower")
+    arm.connect(observe_only=True)
+    try:
+        assert arm.read().position.shape == (7,)
+    finally:
+        arm.disconnect()
+
+
+def test_a_controller_that_never_sends_joint_outputs_points_at_udp_within_the_connect_timeout(late_outputs_controller):
+    host = late_outputs_controller(silent_s=math.inf)
+    config = TrossenArmConfig(end_effector="wxai_v0_follower", ip=host, connect_timeout_s=3.0)
+    arm = TrossenArm(config, "follower")
+    t0 = time.monotonic()
+    with pytest.raises(ArmError) as caught:
+        arm.connect()
+    assert time.monotonic() - t0 < config.connect_timeout_s + 10.0  # a bound for a loaded machine
+    message = str(caught.value)
+    assert host in message and "UDP" in message and "50000" in message and "firewall" in message
+    assert not arm.is_connected
 
 
 def test_a_firmware_version_mismatch_says_so(tmp_path):

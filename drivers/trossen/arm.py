@@ -9,7 +9,7 @@ import time
 import numpy as np
 import trossen_arm
 
-from drivers.trossen.config import JOINT_NAMES, JOINTS, STAGED_POSITION, TrossenArmConfig
+from drivers.trossen.config import JOINT_NAMES, JOINTS, STAGED_POSITION, UDP_PORT, TrossenArmConfig
 from robot_runtime.robot import Arm, ArmError, JointState, StopReport
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,10 @@ MIN_PARK_MOVE_S = 1.0
 PARK_SETTLE_S = 1.0
 PARK_TOLERANCE = np.array([0.03] * 6 + [0.003])
 """rad for the arm joints, m for the gripper: how close to the park pose counts as arrived."""
+NO_JOINT_OUTPUTS = "Failed to receive initial joint outputs"
+FIRST_OUTPUTS_WINDOW_S = 1.0
+"""How long trossen_arm's configure waits for the first joint outputs over UDP (100 tries), measured."""
+MIN_CONFIGURE_S = 1.0
 LIMIT_SLACK = 1e-3
 """Controller limits are float32: differences below this are rounding, not a narrower range."""
 _DRIVER_NOISE = re.compile(r"\s*Please refer to our troubleshooting guide.*$", re.DOTALL)
@@ -63,8 +67,7 @@ class TrossenArm(Arm):
         every joint idle, i.e. braked), then: followers hold their pose in position mode; leaders go to
         zero external effort, the gravity-compensated back-drivable mode of Trossen's teleoperation.
         Observe-only stops after configure."""
-        driver = trossen_arm.TrossenArmDriver()
-        self._configure(driver)
+        driver = self._configure()
         try:
             if not observe_only:
                 self._enter_control_mode(driver)
@@ -154,14 +157,38 @@ class TrossenArm(Arm):
             raise RuntimeError(f"{self.name} is not connected")
         return self._driver
 
-    def _configure(self, driver: trossen_arm.TrossenArmDriver) -> None:
+    def _configure(self) -> trossen_arm.TrossenArmDriver:
+        """A driver configured within connect_timeout_s. trossen_arm gives the controller's first UDP joint
+        outputs a fixed window of about 1 s after the TCP handshake; a controller that answered over TCP
+        but missed that window (a busy computer or network) gets another driver while the timeout lasts
+        (a driver that failed to configure refuses to configure again)."""
+        deadline_s = time.monotonic() + self.config.connect_timeout_s
+        while True:
+            driver = trossen_arm.TrossenArmDriver()
+            try:
+                self._configure_once(driver, max(deadline_s - time.monotonic(), MIN_CONFIGURE_S))
+                return driver
+            except _NoJointOutputs as exc:
+                driver.cleanup()
+                if time.monotonic() + FIRST_OUTPUTS_WINDOW_S > deadline_s:
+                    raise ArmError(
+                        f"{self._where}: the controller answered over TCP but sent no joint outputs over UDP (port "
+                        f"{UDP_PORT}) within {self.config.connect_timeout_s:g} s ({exc}); check that no firewall "
+                        f"blocks UDP between this computer and {self.config.ip}"
+                    ) from None
+                log.warning("%s: no joint outputs over UDP in the driver's first window; configuring again", self._where)
+            except BaseException:
+                driver.cleanup()
+                raise
+
+    def _configure_once(self, driver: trossen_arm.TrossenArmDriver, timeout_s: float) -> None:
         try:
             driver.configure(
                 trossen_arm.Model.wxai_v0,
                 getattr(trossen_arm.StandardEndEffector, self.config.end_effector),
                 self.config.ip,
                 True,
-                self.config.connect_timeout_s,
+                timeout_s,
             )
         except trossen_arm.LogicError as exc:  # the driver's refusals: version mismatch, malformed settings
             text = _controller_text(exc)
@@ -172,8 +199,11 @@ class TrossenArm(Arm):
                 ) from exc
             raise ArmError(f"{self._where}: the driver refused the configuration: {text}") from exc
         except RuntimeError as exc:
+            text = _controller_text(exc)
+            if NO_JOINT_OUTPUTS in text:
+                raise _NoJointOutputs(text) from exc
             raise ArmError(
-                f"{self._where}: no answer within {self.config.connect_timeout_s:g} s ({_controller_text(exc)}); check "
+                f"{self._where}: no answer within {self.config.connect_timeout_s:g} s ({text}); check "
                 f"the arm is powered on, its Ethernet cable is plugged in, {self.config.ip} is the arm's address, and "
                 f"this computer has an address in the same subnet (e.g. 192.168.1.100/24 for an arm at 192.168.1.2)"
             ) from exc
@@ -251,6 +281,10 @@ class TrossenArm(Arm):
         return ArmError(
             f"{where}: {doing} failed: {text}; {advice}, then connect again (connecting clears the controller's error)"
         )
+
+
+class _NoJointOutputs(Exception):
+    """The controller answered over TCP, but its first joint outputs over UDP did not come in time."""
 
 
 def _controller_text(exc: BaseException) -> str:

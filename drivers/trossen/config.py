@@ -32,6 +32,8 @@ STAGED_POSITION: dict[str, float] = dict(
 """Trossen's "staged" pose (their LeRobot plugin and examples): arm raised clear of the table, the way
 point between any working pose and the folded sleep pose."""
 
+TCP_PORT, UDP_PORT = 50001, 50000
+"""The controller's fixed ports (trossen_arm's wire protocol)."""
 ROLES: dict[str, str] = {"wxai_v0_follower": "follower", "wxai_v0_base": "follower", "wxai_v0_leader": "leader"}
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.trossen.config import JOINT_NAMES, TrossenArmConfig
+from drivers.trossen.config import JOINT_NAMES, TCP_PORT, UDP_PORT, TrossenArmConfig
 from robot_runtime.config import ArmSpec, SimConfig
 from robot_runtime.demo import ScriptedDemo
 from robot_runtime.family import SimulatedArm
@@ -27,8 +27,6 @@ from robot_runtime.robot import ArmError
 from robot_runtime.sim_console import stop_process
 
 READY = "ready"
-TCP_PORT, UDP_PORT = 50001, 50000
-"""The controller's fixed ports (trossen_arm's wire protocol)."""
 HOSTS = [f"127.0.0.{x}" for x in range(2, 255)]
 """127.0.0.1 is left to other local services; every 127.0.0.x is loopback on Linux without setup."""
 READY_TIMEOUT_S = 30.0
