@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from apps.common import print_warning
 from robot_runtime.config import ArmSpec, ConfigError, RobotConfig
 from robot_runtime.family_tools import FamilyTools
+from robot_runtime.run_evidence import arm_key, unsafe_ends
 
 
 def tool_arm[Hook](
@@ -27,3 +29,10 @@ def tool_arm[Hook](
             f"(it offers {offered})"
         )
     return chosen, found
+
+
+def tell_unsafe_arm_ends(spec: ArmSpec, *, simulated: bool) -> None:
+    """Before a tool touches the arm: say so when the last control run driving it died without a safe stop
+    (its motors may still hold torque, its log may say why)."""
+    for message in unsafe_ends(arms=[arm_key(spec, simulated=simulated)]):
+        print_warning(message)

@@ -8,7 +8,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from apps.arm_tool import tool_arm
+from apps.arm_tool import tell_unsafe_arm_ends, tool_arm
 from apps.calibrate_app import CalibrationApp
 from apps.common import add_arm_choice, add_robot_choice, console
 from calibration.procedure import CalibrationProcedure
@@ -35,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_robot_config(args.robot, args.overrides)
     spec, calibrate = tool_arm(config, args.arm, "calibrate", lambda tools: tools.calibrate)
+    tell_unsafe_arm_ends(spec, simulated=args.sim)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         console.print("[red]calibrate is interactive: run it in a terminal (over SSH works too)[/]")
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,10 +22,59 @@ from rich.text import Text
 
 from cameras.camera_set import CameraSetStats
 from cameras.sim import SimCamera
+from robot_runtime.config import MAX_RATE_HZ, RobotConfig
 from robot_runtime.loop import LoopStats
+from robot_runtime.policy.client import normalize_url
 from robot_runtime.session import Session
 
 console = Console(stderr=True, highlight=False)
+
+
+class UsageError(ValueError):
+    """The command was asked for something it cannot do as given (exit code 2, as a bad option is)."""
+
+
+def number(
+    kind: type[int | float], *, above: float | None = None, at_least: float | None = None, at_most: float | None = None
+) -> Callable[[str], float]:
+    """An argparse `type` for a finite number in range: a bad value stops the command before anything starts,
+    with argparse's one-line error naming the option."""
+    bounds = [f"more than {above:g}"] if above is not None else []
+    bounds += [f"at least {at_least:g}"] if at_least is not None else []
+    bounds += [f"at most {at_most:g}"] if at_most is not None else []
+    wanted = f"{'a whole number' if kind is int else 'a number'}{' ' if bounds else ''}{' and '.join(bounds)}"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        in_range = (
+            math.isfinite(value)
+            and (above is None or value > above)
+            and (at_least is None or value >= at_least)
+            and (at_most is None or value <= at_most)
+        )
+        if not in_range:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    parse.__name__ = wanted  # argparse names the type in some of its messages
+    return parse
+
+
+def policy_url(text: str) -> str:
+    """An argparse `type` for a policy server URL: a malformed one is a usage error before anything connects."""
+    try:
+        normalize_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+RATE_HZ = number(float, above=0, at_most=MAX_RATE_HZ)
+SECONDS = number(float, above=0)
+"""A duration or a timeout: zero would end or fail at once."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +98,9 @@ class SimFault:
         try:
             at_s = float(at) if at else 0.0
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--sim-fault {text!r}: {at!r} is not a number of seconds") from None
+            at_s = math.nan
+        if not (math.isfinite(at_s) and at_s >= 0):
+            raise argparse.ArgumentTypeError(f"--sim-fault {text!r}: {at!r} is not a number of seconds from the start") from None
         return cls(parts[0], parts[1], parts[2], at_s)
 
 
@@ -88,16 +140,21 @@ def add_robot_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_loop_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fps", type=float, help="control rate in Hz (default: the robot config's fps)")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument("--fps", type=RATE_HZ, help="control rate in Hz (default: the robot config's fps)")
+    parser.add_argument("--duration", type=SECONDS, help="stop after this many seconds (default: until Ctrl-C)")
     parser.add_argument("--stats-json", type=Path, help="write the loop statistics to this JSON file")
+
+
+def loop_rate_hz(args: argparse.Namespace, config: RobotConfig) -> float:
+    """--fps when given (never a falsy 0: the option refuses it), else the robot config's rate."""
+    return config.fps if args.fps is None else args.fps
 
 
 @contextmanager
 def scheduled_faults(session: Session, faults: list[SimFault]) -> Iterator[None]:
     """Arm the requested faults on timers; timers are cancelled when the block ends."""
     if faults and not session.sim:
-        raise ValueError("--sim-fault needs --sim")
+        raise UsageError("--sim-fault needs --sim")
     timers = []
     for fault in faults:
         inject = _fault_target(session, fault)
@@ -120,23 +177,28 @@ def _fault_target(session: Session, fault: SimFault) -> Callable[[], None]:
     if fault.arm == "camera":
         camera = session.cameras.get(fault.joint)
         if not isinstance(camera, SimCamera):
-            raise ValueError(
+            raise UsageError(
                 f"--sim-fault: no simulated camera {fault.joint!r} (cameras: {', '.join(session.cameras) or 'none'})"
             )
         known, trigger = camera.faults, functools.partial(camera.inject, fault.fault)
     else:
         simulated = session.simulated.get(fault.arm)
         if simulated is None:
-            raise ValueError(f"--sim-fault: no simulated arm {fault.arm!r} (arms: {', '.join(session.simulated)}, or 'camera')")
+            raise UsageError(f"--sim-fault: no simulated arm {fault.arm!r} (arms: {', '.join(session.simulated)}, or 'camera')")
         known, trigger = simulated.faults, functools.partial(simulated.inject, fault.joint, fault.fault)
     if fault.fault not in known:
-        raise ValueError(f"--sim-fault: unknown fault {fault.fault!r} (faults: {', '.join(known)})")
+        raise UsageError(f"--sim-fault: unknown fault {fault.fault!r} (faults: {', '.join(known)})")
     return trigger
 
 
 def print_error(error: object) -> None:
-    """Errors are printed as plain text: a message with `[brackets]` must not be read as rich markup."""
-    console.print(f"[red]error:[/] {escape(str(error))}")
+    """Errors are printed as plain text: a message with `[brackets]` must not be read as rich markup. Long
+    lines are left whole for the terminal to wrap: a path in them stays one piece to copy or grep."""
+    console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
+
+
+def print_warning(warning: object) -> None:
+    console.print(f"[yellow]warning:[/] {escape(str(warning))}", soft_wrap=True)
 
 
 @contextmanager

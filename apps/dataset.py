@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from apps.common import console
+from apps.dataset_output import tell_unsafe_ends
 from recorders.check import check_dataset
 
 
@@ -21,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    tell_unsafe_ends(args.path)
     with console.status("checking ...") as status:
         report = check_dataset(args.path, decode=not args.no_decode, progress=status.update)
     table = Table(title=f"dataset {args.path}", show_header=False)

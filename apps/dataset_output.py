@@ -3,20 +3,23 @@ for a session's follower and cameras, crash recovery reported, commits waited fo
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apps.common import console
+from apps.common import console, print_warning
 from cameras.camera_set import CameraSet
 from recorders.dataset import DatasetWriter
-from recorders.layout import DatasetSpec
+from recorders.layout import DatasetSpec, Layout
 from recorders.manifest import new_run_id, write_manifest
 from recorders.pipeline import Pipeline
-from recorders.video import VideoSettings
+from recorders.reader import DatasetReader
+from recorders.video import VideoSettings, fps_problem
 from robot_runtime.config import ConfigError, RobotConfig
 from robot_runtime.rig import Rig
+from robot_runtime.run_evidence import RunMarker, unsafe_ends
 
 
 def dataset_fps(requested: float | None, config: RobotConfig) -> int:
@@ -26,6 +29,30 @@ def dataset_fps(requested: float | None, config: RobotConfig) -> int:
             f"{config.source}: key 'fps': datasets need a whole number of frames per second, got {fps:g} (or pass --fps)"
         )
     return int(fps)
+
+
+def check_codec(args: argparse.Namespace, config: RobotConfig, fps: int) -> None:
+    """A rate the final video codec cannot store is refused before anything is recorded, not at the
+    first final encode (and again at every --resume)."""
+    if args.no_cameras or not config.cameras:
+        return
+    problem = fps_problem(args.video_codec, fps)
+    if problem is not None:
+        where = "--fps" if args.fps is not None else f"{config.source}: key 'fps'"
+        raise ConfigError(f"{where} {fps}: {problem}; record at a lower rate, or pass --video-codec h264")
+
+
+def check_resumable(path: Path) -> None:
+    """An existing dataset's files a recording appends to are read and validated before any arm moves: a file
+    of the wrong shape is named here, not found deep in a commit."""
+    if Layout(path).info.exists():
+        DatasetReader(path).check_appendable()
+
+
+def tell_unsafe_ends(path: Path) -> None:
+    """Say so when the last run writing this dataset died before finishing (see robot_runtime.session)."""
+    for message in unsafe_ends(dataset=path):
+        print_warning(message)
 
 
 @dataclass
@@ -50,7 +77,11 @@ class DatasetOutput:
             {n: (v.height, v.width) for n, v in videos.items()},
             {n: v.info for n, v in videos.items()},
         )
+        tell_unsafe_ends(path)
+        if resume:
+            check_resumable(path)
         writer = DatasetWriter(path, spec, videos, resume=resume)
+        RunMarker.add_dataset(path)
         output = cls(writer, Pipeline(writer, on_event=console.print), videos, new_run_id())
         output._recover()
         return output
@@ -77,11 +108,7 @@ class DatasetOutput:
             console.print(
                 f"committing {self.pipeline.pending} episode(s) (final video encode) ... Ctrl-C leaves them staged for --resume"
             )
-        try:
-            committed = self.pipeline.close()
-        except KeyboardInterrupt:
-            console.print("stopped waiting: staged episodes are committed by the next `record --resume`")
-            committed = False
+        committed = self.pipeline.close()
         try:
             manifest = str(
                 write_manifest(self.writer.layout, self.run_id, summary, config.resolved, self.writer.written).relative_to(

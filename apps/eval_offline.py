@@ -16,9 +16,9 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from apps.common import add_robot_choice, console, print_error
+from apps.common import add_robot_choice, console, number, policy_url, print_error
 from calibration.store import CalibrationError
-from recorders.layout import ACTION, image_key
+from recorders.layout import image_key
 from recorders.reader import DatasetReader
 from robot_runtime.config import RobotConfig, load_robot_config
 from robot_runtime.policy.client import PolicyClient, PolicyError
@@ -39,22 +39,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_robot_choice(parser)
     parser.add_argument("--dataset", type=Path, required=True, help="dataset directory")
-    parser.add_argument("--policy", required=True, metavar="URL", help="policy server, e.g. ws://gpu-box:8000")
+    parser.add_argument("--policy", type=policy_url, required=True, metavar="URL", help="policy server, e.g. ws://gpu-box:8000")
     parser.add_argument("--api-key", help="sent as 'Authorization: Api-Key KEY'")
-    parser.add_argument("--episode", type=int, default=0, help="episode index (default 0)")
+    parser.add_argument("--episode", type=number(int, at_least=0), default=0, help="episode index (default 0)")
     parser.add_argument("--task_prompt", help="the prompt sent with every observation (default: the episode's task)")
     parser.add_argument(
-        "--stride", type=_positive, help="frames between queries (default: the policy's actions_per_chunk, else 10)"
+        "--stride", type=number(int, at_least=1), help="frames between queries (default: the policy's actions_per_chunk, else 10)"
     )
     parser.add_argument("--out", type=Path, help="output folder (default: DATASET/eval/EPISODE)")
     parser.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of frames, not {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -85,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_robot_config(args.robot, args.overrides)
     dataset = DatasetReader(args.dataset)
     episode = dataset.episode(args.episode)
-    recorded_names = dataset.info["features"][ACTION]["names"]
+    recorded_names = dataset.action_names
     joints, units_from = follower_joints(config, recorded_names)
     cameras = [key.removeprefix(IMAGE_KEY_PREFIX) for key in dataset.video_keys]
     io = PolicyIO.build(config.policy, joints, recorded_names, cameras, config.source)

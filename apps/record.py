@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from apps.common import add_robot_options, console, print_error
-from apps.dataset_output import DatasetOutput, dataset_fps
+from apps.common import SECONDS, UsageError, add_robot_options, console, number, print_error
+from apps.dataset_output import DatasetOutput, check_codec, check_resumable, dataset_fps
 from apps.runner import ControlCommand, Outcome, RunOptions, run_control, where
 from cameras.camera_set import CameraSet
 from recorders.video import VIDEO_CODECS
-from robot_runtime.config import ConfigError, RobotConfig, load_robot_config
+from robot_runtime.config import MAX_RATE_HZ, ConfigError, RobotConfig, load_robot_config
 from robot_runtime.keys import HELP
 from robot_runtime.loop import FixedRateLoop, Tick
-from robot_runtime.recording import Phase, RecordingRun, RecordPlan
+from robot_runtime.recording import Phase, RecordingRun, RecordPlan, signals_stop_commits
 from robot_runtime.session import Session
 from robot_runtime.teleop import Teleop
 
@@ -26,10 +27,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_robot_options(parser)
     parser.add_argument("--dataset", type=Path, required=True, help="dataset directory (created if new)")
     parser.add_argument("--task", required=True, help='what the episodes show, e.g. "pick up the cube"')
-    parser.add_argument("--episodes", type=int, default=1, help="episodes to record in this run (default 1)")
-    parser.add_argument("--episode-time", type=float, default=60.0, help="seconds per episode (default 60)")
-    parser.add_argument("--reset-time", type=float, default=10.0, help="seconds to reset the scene between episodes (default 10)")
-    parser.add_argument("--fps", type=int, help="recording rate in Hz (default: the robot config's fps)")
+    parser.add_argument("--episodes", type=number(int, at_least=1), default=1, help="episodes to record in this run (default 1)")
+    parser.add_argument("--episode-time", type=SECONDS, default=60.0, help="seconds per episode (default 60)")
+    parser.add_argument(
+        "--reset-time",
+        type=number(float, at_least=0),
+        default=10.0,
+        help="seconds to reset the scene between episodes (default 10)",
+    )
+    parser.add_argument(
+        "--fps", type=number(int, at_least=1, at_most=MAX_RATE_HZ), help="recording rate in Hz (default: the robot config's fps)"
+    )
     parser.add_argument("--resume", action="store_true", help="add episodes to an existing dataset recorded with the same setup")
     parser.add_argument("--video-codec", choices=VIDEO_CODECS, default="av1", help="final video codec (default av1, as LeRobot)")
     parser.add_argument("--stats-json", type=Path, help="write the run's statistics to this JSON file")
@@ -37,14 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_plan(args: argparse.Namespace) -> None:
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
-    if not args.episode_time > 0:
-        raise ValueError(f"--episode-time must be positive, got {args.episode_time:g}")
-    if args.reset_time < 0:
-        raise ValueError(f"--reset-time cannot be negative, got {args.reset_time:g}")
     if not args.task.strip():
-        raise ValueError("--task must describe the episodes")
+        raise UsageError("--task must describe the episodes")
 
 
 class RecordCommand(ControlCommand):
@@ -57,10 +59,12 @@ class RecordCommand(ControlCommand):
         self.args = args
         self.title = f"record {config.name}"
         self.fps = dataset_fps(args.fps, config)
+        check_codec(args, config, self.fps)
         self.plan = RecordPlan(args.episodes, args.episode_time, args.reset_time, args.task.strip())
         self.output: DatasetOutput
         self.recording: RecordingRun
         self._keys: list[str] = []
+        self._after_loop = contextlib.ExitStack()
 
     @property
     def rate_hz(self) -> float:
@@ -82,9 +86,13 @@ class RecordCommand(ControlCommand):
             self.args.video_codec,
             resume=self.args.resume,
         )
-        teleop = Teleop(session.leader, session.follower, self.config.safety, self.fps, session.cameras)
-        self.filter = teleop.filter
-        teleop.start()
+        try:
+            teleop = Teleop(session.leader, session.follower, self.config.safety, self.fps, session.cameras)
+            self.filter = teleop.filter
+            teleop.start()
+        except BaseException as exc:  # refused (leader far from the follower) or interrupted
+            self._close_unstarted(exc)
+            raise
         self.recording = RecordingRun(
             teleop,
             self.output.writer,
@@ -98,6 +106,13 @@ class RecordCommand(ControlCommand):
         cameras = ", ".join(session.cameras) or "none"
         into = f"into {self.args.dataset} at {self.fps} Hz"
         return f"record [bold]{self.config.name}[/] on {where(session)} {into}, cameras: {cameras}"
+
+    def _close_unstarted(self, exc: BaseException) -> None:
+        """Episodes a previous run left staged may be committing already: stop them (the rest stay staged)
+        and write the manifest, so what did get committed is in it."""
+        with signals_stop_commits(self.output.pipeline):
+            self.output.pipeline.stop()
+            self.output.finish(self._summary(0, f"not started ({type(exc).__name__})"), self.config)
 
     def on_keys(self, keys: list[str], stop: Callable[[], None]) -> None:
         """The recording reads the keys itself: next, re-record, stop and e-stop end or discard episodes."""
@@ -114,19 +129,17 @@ class RecordCommand(ControlCommand):
         return _status(self.recording, self.session.cameras, loop)
 
     def ended(self, outcome: Outcome) -> None:
+        self._after_loop.enter_context(signals_stop_commits(self.output.pipeline))
         if outcome.failure is not None or outcome.label.startswith("interrupted"):
             self.recording.interrupt()
 
     def finish(self, outcome: Outcome) -> tuple[bool, dict[str, Any]]:
+        with self._after_loop:  # until the manifest is written, a signal stops the commits
+            return self._finish(outcome)
+
+    def _finish(self, outcome: Outcome) -> tuple[bool, dict[str, Any]]:
         recording, writer, pipeline = self.recording, self.output.writer, self.output.pipeline
-        summary = {
-            "command": "record",
-            "task": self.plan.task,
-            "episodes_recorded": recording.recorded,
-            "outcome": outcome.label,
-            "simulated": self.args.sim,
-        }
-        committed, manifest = self.output.finish(summary, self.config)
+        committed, manifest = self.output.finish(self._summary(recording.recorded, outcome.label), self.config)
         for error in pipeline.errors:
             print_error(error)
         return committed, {
@@ -139,10 +152,22 @@ class RecordCommand(ControlCommand):
             "episode_times": [asdict(t) for t in pipeline.times.values()],
         }
 
+    def _summary(self, recorded: int, outcome: str) -> dict[str, Any]:
+        """What the run manifest says of this run."""
+        return {
+            "command": "record",
+            "task": self.plan.task,
+            "episodes_recorded": recorded,
+            "outcome": outcome,
+            "simulated": self.args.sim,
+        }
+
 
 def run(args: argparse.Namespace) -> int:
     _check_plan(args)
     config = load_robot_config(args.robot, args.overrides)
+    if args.resume:
+        check_resumable(args.dataset)  # a damaged dataset is named before any arm connects
     return run_control(RecordCommand(config, args), config, RunOptions.from_args(args))
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from apps.common import add_robot_options
+from apps.common import UsageError, add_robot_options, number
+from apps.dataset_output import tell_unsafe_ends
 from apps.runner import ControlCommand, Outcome, RunOptions, run_control
-from recorders.layout import ACTION
 from recorders.reader import DatasetReader
 from robot_runtime.config import RobotConfig, load_robot_config
 from robot_runtime.loop import Tick
@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("replay", help="drive the follower through a recorded episode's actions")
     add_robot_options(parser)
     parser.add_argument("--dataset", type=Path, required=True, help="dataset directory")
-    parser.add_argument("--episode", type=int, required=True, help="episode index")
+    parser.add_argument("--episode", type=number(int, at_least=0), required=True, help="episode index")
     parser.add_argument("--stats-json", type=Path, help="write the replay statistics to this JSON file")
     parser.set_defaults(func=run)
 
@@ -36,9 +36,10 @@ class ReplayCommand(ControlCommand):
         self.config = config
         self.dataset_path = dataset_path
         self.index = index
+        tell_unsafe_ends(dataset_path)
         self.dataset = DatasetReader(dataset_path)
         self.episode = self.dataset.episode(index)
-        self.recorded_joints = self.dataset.info["features"][ACTION]["names"]
+        self.recorded_joints = self.dataset.action_names
         self.title = f"replay episode {index}"
         self.replay: Replay
 
@@ -53,7 +54,7 @@ class ReplayCommand(ControlCommand):
     def start(self, session: Session) -> str:
         if self.recorded_joints != session.follower.feature_names:
             follower = f"{self.config.name}'s follower has {session.follower.feature_names}"
-            raise ValueError(f"{self.dataset_path} records actions for {self.recorded_joints}, but {follower}")
+            raise UsageError(f"{self.dataset_path} records actions for {self.recorded_joints}, but {follower}")
         self.replay = Replay(session.follower, self.episode.actions, self.config.safety, self.dataset.fps)
         self.filter = self.replay.filter
         self.replay.start()

@@ -4,14 +4,15 @@ logged while the arm, connected observe-only, provably stays still (`--mode test
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from apps.common import add_loop_options, add_robot_options
-from apps.dataset_output import DatasetOutput, dataset_fps
+from apps.common import SECONDS, add_loop_options, add_robot_options, loop_rate_hz, number, policy_url
+from apps.dataset_output import DatasetOutput, check_codec, check_resumable, dataset_fps
 from apps.runner import ControlCommand, Outcome, RunOptions, run_control
 from recorders.action_log import ActionLog
 from recorders.episode import EpisodeRecorder
@@ -24,6 +25,7 @@ from robot_runtime.policy.client import PolicyClient
 from robot_runtime.policy.control import Phase, PolicyControl, PolicyStep
 from robot_runtime.policy.mapping import PolicyIO
 from robot_runtime.policy.worker import InferenceWorker
+from robot_runtime.recording import signals_stop_commits
 from robot_runtime.session import Session
 
 API_KEY_ENV = "ROBOT_RUNTIME_POLICY_API_KEY"
@@ -48,7 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help='the instruction sent with every observation, e.g. "fold the towel"',
     )
-    parser.add_argument("--policy", default="ws://localhost:8000", help="policy server URL (default ws://localhost:8000)")
+    parser.add_argument(
+        "--policy", type=policy_url, default="ws://localhost:8000", help="policy server URL (default ws://localhost:8000)"
+    )
     parser.add_argument(
         "--api-key", default=os.environ.get(API_KEY_ENV), help=f"sent as 'Authorization: Api-Key KEY' (default: ${API_KEY_ENV})"
     )
@@ -59,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--video-codec", choices=VIDEO_CODECS, default="av1", help="with --record: the final video codec")
     parser.add_argument(
         "--actions-per-chunk",
-        type=int,
+        type=number(int, at_least=1),
         help="actions executed from each chunk (default: the robot config's policy section, else the whole chunk)",
     )
     parser.add_argument(
@@ -69,14 +73,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="async (default): ask for the next chunk early, the loop never waits; sync: ask when a chunk is used up and wait",
     )
     parser.add_argument(
-        "--ensemble", type=float, metavar="M", help="temporal ensembling: average overlapping chunks with weights exp(-M*i)"
+        "--ensemble",
+        type=number(float, at_least=0),
+        metavar="M",
+        help="temporal ensembling: average overlapping chunks with weights exp(-M*i)",
     )
     parser.add_argument(
-        "--request-timeout-s", type=float, default=5.0, help="a reply later than this counts as failed (default 5)"
+        "--request-timeout-s", type=SECONDS, default=5.0, help="a reply later than this counts as failed (default 5)"
     )
     parser.add_argument(
         "--first-reply-s",
-        type=float,
+        type=SECONDS,
         default=60.0,
         help="how long the first inference may take; servers compile on it (default 60)",
     )
@@ -87,8 +94,6 @@ class RunCommand(ControlCommand):
     with_leaders = False
 
     def __init__(self, config: RobotConfig, args: argparse.Namespace, client: PolicyClient, metadata: dict) -> None:
-        if args.actions_per_chunk is not None and args.actions_per_chunk < 1:
-            raise ValueError(f"--actions-per-chunk must be at least 1, got {args.actions_per_chunk}")
         self.config = config
         self.args = args
         self.client = client
@@ -96,8 +101,10 @@ class RunCommand(ControlCommand):
         self.moving = args.mode == "autonomous"
         self.observe_only = not self.moving
         self.title = f"run {args.mode} {config.name}"
-        self._rate_hz = args.fps or config.fps
+        self._rate_hz = loop_rate_hz(args, config)
         self.fps = dataset_fps(args.fps, config) if args.record else None
+        if self.fps is not None:
+            check_codec(args, config, self.fps)
         self.action_log_path = args.action_log or (Path("logs") / f"run-{new_run_id()}.jsonl" if args.mode == "test" else None)
         self.action_log: ActionLog | None = None
         self.output: DatasetOutput | None = None
@@ -105,6 +112,7 @@ class RunCommand(ControlCommand):
         self.control: PolicyControl
         self.scheduler: ChunkScheduler
         self.worker: InferenceWorker
+        self._after_loop = contextlib.ExitStack()
 
     @property
     def rate_hz(self) -> float:
@@ -161,11 +169,17 @@ class RunCommand(ControlCommand):
         return _status(self.control, loop)
 
     def ended(self, outcome: Outcome) -> None:
+        if self.output is not None:  # until the manifest is written, a signal stops the commits
+            self._after_loop.enter_context(signals_stop_commits(self.output.pipeline))
         self.worker.close()
         if self.action_log is not None:
             self.action_log.close()
 
     def finish(self, outcome: Outcome) -> tuple[bool, dict[str, Any]]:
+        with self._after_loop:
+            return self._finish(outcome)
+
+    def _finish(self, outcome: Outcome) -> tuple[bool, dict[str, Any]]:
         args = self.args
         extra: dict[str, Any] = {
             "mode": args.mode,
@@ -191,6 +205,8 @@ class RunCommand(ControlCommand):
 
 def run(args: argparse.Namespace) -> int:
     config = load_robot_config(args.robot, args.overrides)
+    if args.record is not None:
+        check_resumable(args.record)  # a damaged dataset is named before the server is asked or the arm moves
     client = PolicyClient(args.policy, api_key=args.api_key, request_timeout_s=args.request_timeout_s)
     metadata = client.connect()  # before touching the arm: an unreachable server is an error with nothing moved
     command = RunCommand(config, args, client, metadata)

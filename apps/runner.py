@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from apps.common import SimFault, console, print_error, report, scheduled_faults, status_line
+from apps.common import SimFault, console, print_error, print_warning, report, scheduled_faults, status_line
 from cameras.base import CameraError
 from recorders.dataset import DatasetError
 from recorders.video import VideoError
@@ -23,7 +23,9 @@ from robot_runtime.keys import ESTOP, STOP, KeyReader
 from robot_runtime.loop import FixedRateLoop, Tick
 from robot_runtime.policy.client import PolicyError
 from robot_runtime.policy.control import SafetyStop
+from robot_runtime.policy.mapping import ActionWidthError
 from robot_runtime.robot import ArmError
+from robot_runtime.run_evidence import RunLog, state_dir
 from robot_runtime.safety import SafetyFilter
 from robot_runtime.session import Session
 
@@ -33,7 +35,7 @@ STOP_KEYS_HELP = "keys: space = e-stop (hold, then park), Esc or q = stop and pa
 
 FAILURES: tuple[tuple[tuple[type[Exception], ...], str], ...] = (
     ((SafetyStop,), "safety stop"),
-    ((PolicyError,), "policy server failure"),
+    ((PolicyError, ActionWidthError), "policy server failure"),
     ((ArmError, CameraError), "hardware error"),
     ((DatasetError, VideoError), "recording error"),
 )
@@ -119,6 +121,20 @@ class ControlCommand(abc.ABC):
 
 def run_control(command: ControlCommand, config: RobotConfig, options: RunOptions) -> int:
     """Run a control command to its end and return the exit code."""
+    try:
+        run_log = RunLog(command.title)
+    except OSError as exc:
+        print_warning(f"cannot keep a run log in {state_dir()} ({exc}): this run leaves no crash evidence")
+        return _run(command, config, options, None)
+    with run_log:
+        try:
+            return _run(command, config, options, run_log)
+        except BaseException as exc:  # refused or failed before the loop: the log says why, too
+            run_log.exception(f"ended by {type(exc).__name__}", exc)
+            raise
+
+
+def _run(command: ControlCommand, config: RobotConfig, options: RunOptions, run_log: RunLog | None) -> int:
     loop = FixedRateLoop(command.rate_hz)
     outcome = Outcome("not started")
     session = Session(
@@ -127,20 +143,23 @@ def run_control(command: ControlCommand, config: RobotConfig, options: RunOption
         with_leaders=command.with_leaders,
         with_cameras=options.cameras and command.with_cameras,
         observe_only=command.observe_only,
+        run_log=run_log,
+        say=print_warning,
     )
     started = False
     try:
         with session:
             console.print(command.start(session))
             started = True
-            session.start_demonstrations()
             _run_loop(command, session, loop, options, outcome)
             if not command.observe_only:
                 console.print("parking the follower and switching torque off ...")
+        saved, extra = command.finish(outcome)
     finally:
         if not started:  # refused or failed to start: the arms that connected were still stopped
             _print_stops(session)
-    saved, extra = command.finish(outcome)
+        if session.marker is not None:
+            session.marker.close(arms_safe=session.stopped_safely)
     extra = {
         "robot": config.name,
         "simulated": options.sim,
@@ -149,10 +168,13 @@ def run_control(command: ControlCommand, config: RobotConfig, options: RunOption
         "safety_interventions": command.filter.interventions.as_dict(),
         "stop": [asdict(r) for r in session.stop_reports],
     }
+    if run_log is not None:
+        extra["run log"] = str(run_log.path)
+        run_log.note(f"outcome: {outcome.label}; " + "; ".join(stop.describe() for stop in session.stop_reports))
+        if outcome.failure is not None:
+            run_log.exception(f"stopped: {outcome.label}", outcome.failure)
     report(command.title, loop.stats(), extra, options.stats_json, session.cameras.stats())
     _print_stops(session)
-    if outcome.failure is not None:
-        print_error(outcome.failure)
     return 0 if outcome.failure is None and saved and session.stopped_safely else 1
 
 
@@ -173,6 +195,7 @@ def _run_loop(command: ControlCommand, session: Session, loop: FixedRateLoop, op
         console.print(command.keys_help if keys.enabled else "stdin is not a terminal: no keys; Ctrl-C stops and parks")
         live = status_line(lambda: command.status(loop) or "") if command.status(loop) is not None else contextlib.nullcontext()
         try:
+            session.start_demonstrations()  # in here: a Ctrl-C or SIGTERM while it starts is a normal interrupted run
             with live:
                 loop.run(tick, duration_s=options.duration_s)
             outcome.label = stopped_by[0] if stopped_by else "duration reached"
@@ -182,6 +205,7 @@ def _run_loop(command: ControlCommand, session: Session, loop: FixedRateLoop, op
             outcome.label = "interrupted (Ctrl-C)"
         except Exception as exc:  # every failure still parks, reports and exits non-zero
             outcome.failure, outcome.label = exc, _label(exc)
+            print_error(exc)  # at once: parking and the command's own wrap-up (commits) may take a while
         finally:
             command.ended(outcome)
 

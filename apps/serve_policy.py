@@ -1,36 +1,64 @@
 """`robot-runtime serve-policy`: an openpi-compatible policy server without a model, replaying a recorded
-episode or a scripted motion, with optional latency and injected faults, for dry runs and client tests."""
+episode or a scripted motion, with optional latency and injected faults, for dry runs and client tests.
+
+Safe by default: it listens on 127.0.0.1 only; listening on any other address needs an API key, as its
+replies move arms. Messages are limited in size, and clients get one-line errors, never tracebacks."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 from pathlib import Path
 
-from apps.common import console, print_error
+from apps.common import UsageError, console, number, print_error
+from apps.run import API_KEY_ENV
 from robot_runtime.policy.served import EpisodePolicy, ScriptedPolicy
-from robot_runtime.policy.server import FAULT_KINDS, Fault, PolicyServer, ServedPolicy
+from robot_runtime.policy.server import FAULT_KINDS, Fault, PerConnectionPolicy, PolicyServer
+from robot_runtime.policy.wire import DEFAULT_MAX_MESSAGE_BYTES, MIB
+
+LOOPBACK_NAMES = ("localhost",)
+PORT = number(int, at_least=0, at_most=65535)
+MAX_MESSAGE_MB = 4096
+"""Beyond what one message of a control loop could sensibly carry."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve-policy", help="serve a recorded episode or a scripted motion as an openpi policy server"
     )
-    parser.add_argument("--host", default="0.0.0.0", help="interface to listen on (default: all)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000, as openpi)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only); any other, such as 0.0.0.0, needs --api-key",
+    )
+    parser.add_argument(
+        "--port", type=PORT, default=8000, help="port to listen on; 0 picks a free one (default: 8000, as openpi)"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--replay", type=Path, metavar="DATASET", help="serve the actions of a recorded episode of this dataset")
-    source.add_argument("--script", action="store_true", help="serve a smooth swing around the first state a client sends")
-    parser.add_argument("--episode", type=int, default=0, help="with --replay: the episode index (default: 0)")
-    parser.add_argument("--horizon", type=int, default=50, help="actions per reply (default: 50, as pi0)")
+    source.add_argument("--script", action="store_true", help="serve a smooth swing around the first state each connection sends")
     parser.add_argument(
-        "--amplitude", type=float, default=5.0, help="with --script: swing amplitude in the state's units (default: 5)"
+        "--episode", type=number(int, at_least=0), default=0, help="with --replay: the episode index (default: 0)"
     )
-    parser.add_argument("--period-s", type=float, default=4.0, help="with --script: swing period in seconds (default: 4)")
+    parser.add_argument("--horizon", type=number(int, at_least=1), default=50, help="actions per reply (default: 50, as pi0)")
     parser.add_argument(
-        "--fps", type=float, default=30.0, help="with --script: the time step between the actions of a reply (default: 30)"
+        "--amplitude", type=number(float), default=5.0, help="with --script: swing amplitude in the state's units (default: 5)"
     )
     parser.add_argument(
-        "--latency-ms", type=float, default=0.0, help="extra delay before every reply, as from a slow model or network"
+        "--period-s", type=number(float, above=0), default=4.0, help="with --script: swing period in seconds (default: 4)"
+    )
+    parser.add_argument(
+        "--fps",
+        type=number(float, above=0),
+        default=30.0,
+        help="with --script: the time step between the actions of a reply (default: 30)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=number(float, at_least=0),
+        default=0.0,
+        help="extra delay before every reply, as from a slow model or network",
     )
     parser.add_argument(
         "--fault",
@@ -41,13 +69,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"on the Nth request (or from it on, with +) inject a fault: {', '.join(FAULT_KINDS)}; repeatable",
     )
     parser.add_argument(
-        "--stall-s", type=float, default=3600.0, help="how long a stall fault withholds its reply (default: 3600)"
+        "--stall-s",
+        type=number(float, at_least=0),
+        default=3600.0,
+        help="how long a stall fault withholds its reply (default: 3600)",
     )
-    parser.add_argument("--api-key", help="accept only clients sending 'Authorization: Api-Key KEY'")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV),
+        help=f"accept only clients sending 'Authorization: Api-Key KEY' (default: ${API_KEY_ENV}); required off loopback",
+    )
+    parser.add_argument(
+        "--max-message-mb",
+        type=number(float, above=0, at_most=MAX_MESSAGE_MB),
+        default=DEFAULT_MAX_MESSAGE_BYTES / MIB,
+        help=f"refuse larger observations (default: {DEFAULT_MAX_MESSAGE_BYTES / MIB:g}, room for 30 raw 640x480 images)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.api_key and not is_loopback(args.host):
+        raise UsageError(
+            f"--host {args.host} listens beyond this machine and needs --api-key (or ${API_KEY_ENV}): anyone who can "
+            "connect would drive the arms of its clients; use --host 127.0.0.1 for this machine only"
+        )
     policy, what = _policy(args)
     server = PolicyServer(
         policy,
@@ -57,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         faults=args.fault,
         stall_s=args.stall_s,
         api_key=args.api_key,
+        max_message_bytes=round(args.max_message_mb * MIB),
     )
     try:
         server.start()
@@ -76,15 +123,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy(args: argparse.Namespace) -> tuple[ServedPolicy, str]:
+def is_loopback(host: str) -> bool:
+    """True for addresses that only this machine can reach: 127.0.0.0/8, ::1 and localhost."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to any interface
+        return False
+
+
+def _policy(args: argparse.Namespace) -> tuple[PerConnectionPolicy, str]:
     """The policy to serve and a few words on what it is."""
     if args.script:
         policy = ScriptedPolicy(args.horizon, args.fps, args.amplitude, args.period_s)
         return (
             policy,
             (
-                f"a scripted swing (amplitude {args.amplitude:g} around the first state sent, period {args.period_s:g} s, "
-                f"{args.fps:g} fps, horizon {args.horizon})"
+                f"a scripted swing (amplitude {args.amplitude:g} around each connection's first state, period "
+                f"{args.period_s:g} s, {args.fps:g} fps, horizon {args.horizon})"
             ),
         )
     episode = EpisodePolicy.from_dataset(args.replay, args.episode, args.horizon)

@@ -10,7 +10,7 @@ import sys
 
 from rich.table import Table
 
-from apps.arm_tool import tool_arm
+from apps.arm_tool import tell_unsafe_arm_ends, tool_arm
 from apps.common import add_arm_choice, add_robot_choice, console
 from robot_runtime.config import load_robot_config
 from robot_runtime.family_tools import MotorSetup, MotorSetupError, MotorSetupRequest, NamedMotor, SimulatedOperator
@@ -38,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_robot_config(args.robot, args.overrides)
     spec, setup_motors = tool_arm(config, args.arm, "setup-motors", lambda tools: tools.setup_motors)
+    tell_unsafe_arm_ends(spec, simulated=args.sim)
     done: list[MotorSetup] = []
     with contextlib.ExitStack() as stack:
         bench = setup_motors(spec.config, MotorSetupRequest(args.motors, args.port, args.sim), stack)

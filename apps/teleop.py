@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from apps.common import add_loop_options, add_robot_options
+from apps.common import add_loop_options, add_robot_options, loop_rate_hz
 from apps.runner import ControlCommand, RunOptions, run_control, where
 from robot_runtime.config import ConfigError, RobotConfig, load_robot_config
 from robot_runtime.loop import Tick
@@ -46,4 +46,4 @@ class TeleopCommand(ControlCommand):
 
 def run(args: argparse.Namespace) -> int:
     config = load_robot_config(args.robot, args.overrides)
-    return run_control(TeleopCommand(config, args.fps or config.fps), config, RunOptions.from_args(args))
+    return run_control(TeleopCommand(config, loop_rate_hz(args, config)), config, RunOptions.from_args(args))

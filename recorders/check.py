@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recorders.episode import StagedEpisode
-from recorders.layout import CODEBASE_VERSION, FileIndex, Layout
+from recorders.layout import CODEBASE_VERSION, VIDEO_DTYPES, DatasetFileError, Feature, FileIndex, Layout
 from recorders.manifest import verify
-from recorders.reader import DatasetReader, DatasetReadError, read_parquet
+from recorders.reader import DatasetReader, read_json, read_parquet
 from recorders.stats import STAT_NAMES
 from recorders.video import VideoError, decode_frames
 
@@ -53,12 +52,12 @@ def check_dataset(root: Path | str, *, decode: bool = True, progress: Callable[[
         _check_data(reader, tasks, report)
         _check_stats(reader, report)
         _check_videos(reader, report, decode, progress)
-    except (DatasetReadError, KeyError) as exc:
-        report.problems.append(f"{exc}" if not isinstance(exc, KeyError) else f"missing key {exc}")
+    except DatasetFileError as exc:
+        report.problems.extend(exc.problems)
         return report
     if (root / "meta" / "commit.json").exists():
         report.problems.append("meta/commit.json: a commit was interrupted; `record --resume` finishes it")
-    if not reader.episodes and reader.info.get("total_episodes") == 0:
+    if not reader.episodes and reader.meta.total_episodes == 0:
         report.notes.append("no episodes yet: the dataset was created, but no episode was committed to it")
     _note_staging(reader.layout, len(reader.episodes), report)
     progress("checking sha256 against the run manifests")
@@ -67,16 +66,12 @@ def check_dataset(root: Path | str, *, decode: bool = True, progress: Callable[[
 
 
 def _check_info(reader: DatasetReader, report: CheckReport) -> None:
-    info = reader.info
-    if info.get("codebase_version") != CODEBASE_VERSION:
-        report.problems.append(
-            f"meta/info.json: codebase_version {info.get('codebase_version')!r}, expected {CODEBASE_VERSION!r}"
-        )
-    for key in ("robot_type", "fps", "total_episodes", "total_frames", "total_tasks", "data_path", "features", "splits"):
-        if key not in info:
-            report.problems.append(f"meta/info.json: missing {key!r}")
+    """The reader validated the shape of info.json; what remains is what LeRobot expects in it."""
+    meta = reader.meta
+    if meta.codebase_version != CODEBASE_VERSION:
+        report.problems.append(f"meta/info.json: codebase_version {meta.codebase_version!r}, expected {CODEBASE_VERSION!r}")
     for key in BOOKKEEPING:
-        if key not in info.get("features", {}):
+        if key not in meta.features:
             report.problems.append(f"meta/info.json: features lack LeRobot's {key!r}")
 
 
@@ -90,23 +85,21 @@ def _read_tasks(reader: DatasetReader, report: CheckReport) -> dict[int, str]:
         return {}
     try:
         return reader.tasks
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        report.problems.append(f"meta/tasks.parquet: cannot read it ({exc})")
+    except DatasetFileError as exc:
+        report.problems.extend(exc.problems)
         return {}
 
 
 def _check_episodes(reader: DatasetReader, tasks_by_index: dict[int, str], report: CheckReport) -> None:
-    episodes, info = reader.episodes, reader.info
+    episodes, info = reader.episodes, reader.meta
     report.episodes = len(episodes)
     report.frames = sum(e["length"] for e in episodes)
     if [e["episode_index"] for e in episodes] != list(range(len(episodes))):
         report.problems.append("meta/episodes: episode_index is not 0..N-1 in order")
-    if len(episodes) != info["total_episodes"]:
-        report.problems.append(
-            f"meta/info.json: total_episodes {info['total_episodes']}, episodes metadata lists {len(episodes)}"
-        )
-    if report.frames != info["total_frames"]:
-        report.problems.append(f"meta/info.json: total_frames {info['total_frames']}, episode lengths sum to {report.frames}")
+    if len(episodes) != info.total_episodes:
+        report.problems.append(f"meta/info.json: total_episodes {info.total_episodes}, episodes metadata lists {len(episodes)}")
+    if report.frames != info.total_frames:
+        report.problems.append(f"meta/info.json: total_frames {info.total_frames}, episode lengths sum to {report.frames}")
     start = 0
     for e in episodes:
         if (e["dataset_from_index"], e["dataset_to_index"]) != (start, start + e["length"]):
@@ -116,8 +109,8 @@ def _check_episodes(reader: DatasetReader, tasks_by_index: dict[int, str], repor
             )
         start += e["length"]
     tasks = set(tasks_by_index.values())
-    if len(tasks) != info["total_tasks"]:
-        report.problems.append(f"meta/info.json: total_tasks {info['total_tasks']}, tasks.parquet lists {len(tasks)}")
+    if len(tasks) != info.total_tasks:
+        report.problems.append(f"meta/info.json: total_tasks {info.total_tasks}, tasks.parquet lists {len(tasks)}")
     for e in episodes:
         if not set(e["tasks"]) <= tasks:
             report.problems.append(f"episode {e['episode_index']}: task {e['tasks']} is not in meta/tasks.parquet")
@@ -156,12 +149,12 @@ def _numbers(column: pa.ChunkedArray) -> _Numbers | None:
     return _Numbers(row, array.to_numpy(zero_copy_only=False), len(column))
 
 
-def _is_numeric(feature: dict) -> bool:
-    return feature["dtype"].startswith(("float", "int", "uint", "bool"))
+def _is_numeric(feature: Feature) -> bool:
+    return feature.dtype.startswith(("float", "int", "uint", "bool"))
 
 
 def _check_data(reader: DatasetReader, tasks: dict[int, str], report: CheckReport) -> None:
-    features = {k: f for k, f in reader.info["features"].items() if f["dtype"] != "video"}
+    features = {k: f for k, f in reader.meta.features.items() if f.dtype not in VIDEO_DTYPES}
     fps, episodes = reader.fps, reader.episodes
     seen: collections.Counter[int] = collections.Counter()
     indexes = []
@@ -178,9 +171,9 @@ def _check_data(reader: DatasetReader, tasks: dict[int, str], report: CheckRepor
                 continue
             numbers = _numbers(table[key])
             if numbers is None:
-                report.problems.append(f"{name}: column {key!r} holds {table[key].type}, the feature says {feature['dtype']}")
+                report.problems.append(f"{name}: column {key!r} holds {table[key].type}, the feature says {feature.dtype}")
                 continue
-            width = int(np.prod(feature["shape"]))
+            width = int(np.prod(feature.shape))
             wrong = np.flatnonzero(numbers.lengths != width)
             if wrong.size:
                 counts = sorted(set(numbers.lengths[wrong].tolist()))
@@ -257,23 +250,48 @@ def _check_stats(reader: DatasetReader, report: CheckReport) -> None:
         if reader.episodes:  # written with the first committed episode
             report.problems.append("meta/stats.json: missing")
         return
-    stats = json.loads(path.read_text())
-    for key, feature in reader.info["features"].items():
+    try:
+        stats = read_json(path)
+    except DatasetFileError as exc:
+        report.problems.extend(exc.problems)
+        return
+    if not isinstance(stats, dict):
+        report.problems.append(f"meta/stats.json: expected a mapping of feature -> statistics, got {type(stats).__name__}")
+        return
+    for key, feature in reader.meta.features.items():
         if key not in stats:
             report.problems.append(f"meta/stats.json: no statistics for {key!r}")
+            continue
+        if not isinstance(stats[key], dict):
+            report.problems.append(f"meta/stats.json: key {key!r}: expected a mapping of statistic -> values")
             continue
         absent = [n for n in STAT_NAMES if n not in stats[key]]
         if absent:
             report.problems.append(f"meta/stats.json: {key!r} lacks {absent}")
-        expected = (3, 1, 1) if feature["dtype"] == "video" else tuple(feature["shape"])
-        if "mean" in stats[key] and np.shape(stats[key]["mean"]) != expected:
-            report.problems.append(f"meta/stats.json: {key!r} mean has shape {np.shape(stats[key]['mean'])}, expected {expected}")
+        expected = (3, 1, 1) if feature.dtype in VIDEO_DTYPES else tuple(feature.shape)
+        for name in STAT_NAMES:
+            if name not in stats[key]:
+                continue
+            shape = _numeric_shape(stats[key][name])
+            if shape is None:
+                report.problems.append(f"meta/stats.json: key '{key}.{name}': not an array of numbers")
+            elif name == "mean" and shape != expected:
+                report.problems.append(f"meta/stats.json: {key!r} mean has shape {shape}, expected {expected}")
+
+
+def _numeric_shape(value: object) -> tuple[int, ...] | None:
+    """The shape of a JSON number or (nested, rectangular) list of numbers; None for anything else."""
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged lists
+        return None
+    return array.shape if array.dtype.kind in "biuf" else None
 
 
 def _check_videos(reader: DatasetReader, report: CheckReport, decode: bool, progress: Callable[[str], None]) -> None:
     fps = reader.fps
     for key in reader.video_keys:
-        height, width, _ = reader.info["features"][key]["shape"]
+        height, width, _ = reader.meta.features[key].shape
         files: dict[Path, list[dict]] = collections.defaultdict(list)
         for e in reader.episodes:
             files[reader.video_path(e["episode_index"], key)].append(e)
@@ -321,7 +339,8 @@ def _decode(path: Path, name: Path, expected: int, fps: int, size: tuple[int, in
 
 def _note_staging(layout: Layout, committed: int, report: CheckReport) -> None:
     """What `record --resume` will do with the takes left in .staging (recorders/dataset.py, `_recover`)."""
-    waiting, leftover = 0, 0
+    waiting: list[int] = []
+    leftover = 0
     for directory in sorted(layout.staging.iterdir()) if layout.staging.exists() else ():
         try:
             staged = StagedEpisode.load(directory)
@@ -331,10 +350,11 @@ def _note_staging(layout: Layout, committed: int, report: CheckReport) -> None:
         if staged is None or staged.index < committed:  # its recording was cut short, or it was committed just before a crash
             leftover += 1
         else:
-            waiting += 1
+            waiting.append(staged.index)
     if waiting:
+        episodes = ", ".join(map(str, sorted(waiting)))
         report.notes.append(
-            f"{waiting} episode(s) recorded but not committed, in .staging: `record --resume` commits them before recording more"
+            f"episode(s) {episodes} recorded but not committed, in .staging: `record --resume` commits them before recording more"
         )
     if leftover:
         report.notes.append(f"{leftover} unfinished or already committed take(s) in .staging: `record --resume` deletes them")

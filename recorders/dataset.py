@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from recorders.layout import (
     image_key,
 )
 from recorders.stats import STAT_NAMES, FeatureStats, aggregate, vector_stats
-from recorders.video import VideoSettings, append_video, encode_final
+from recorders.video import EncodeStopped, VideoSettings, append_video, encode_final
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ EPISODES_FILE = FileIndex(0, 0)
 
 class DatasetError(RuntimeError):
     """The dataset cannot be written or resumed; the message names the path and what to do."""
+
+
+class CommitStopped(Exception):
+    """A commit was stopped on request before its renames began: the dataset is as it was before it,
+    and the episode stays staged for the next resume."""
 
 
 @dataclass(frozen=True)
@@ -154,15 +159,24 @@ class DatasetWriter:
 
     # ---- commit -------------------------------------------------------------------------------
 
-    def commit(self, staged: StagedEpisode) -> dict[str, Any]:
-        """Make a staged episode part of the dataset; returns its episodes-metadata row."""
+    def commit(self, staged: StagedEpisode, stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        """Make a staged episode part of the dataset; returns its episodes-metadata row.
+
+        `stop()` is asked during the final encodes and between the steps that write temporary files;
+        once it is true the commit is abandoned (CommitStopped). Once the journal is written the renames
+        always complete: they take milliseconds, and stopping there would leave a commit to finish."""
         index = len(self.episodes)
         if staged.index != index:
             raise DatasetError(f"episode {staged.index} cannot be committed before episode {index}")
         try:
-            targets, row, tasks = self._stage_commit(staged)
+            targets, row, tasks = self._stage_commit(staged, stop)
+            if stop():
+                raise CommitStopped(f"the commit of episode {index} was stopped before its renames")
             self.journal.commit(targets)
             self.written.update(targets)
+        except (CommitStopped, EncodeStopped) as exc:
+            remove_temporaries(self.root)
+            raise CommitStopped(str(exc)) from exc
         except OSError as exc:
             remove_temporaries(self.root)
             raise DatasetError(
@@ -174,7 +188,9 @@ class DatasetWriter:
         staged.remove()
         return row
 
-    def _stage_commit(self, staged: StagedEpisode) -> tuple[list[Path], dict[str, Any], dict[str, int]]:
+    def _stage_commit(
+        self, staged: StagedEpisode, stop: Callable[[], bool] = lambda: False
+    ) -> tuple[list[Path], dict[str, Any], dict[str, int]]:
         """Write every file the commit replaces under its temporary name; return them and the new row."""
         index = len(self.episodes)
         last = self.episodes[-1] if self.episodes else None
@@ -183,7 +199,9 @@ class DatasetWriter:
         row: dict[str, Any] = {"episode_index": index, "tasks": [staged.task], "length": staged.frames}
         targets: list[Path] = []
         for camera in self.spec.cameras:
-            targets.append(self._stage_video(staged, camera, last, row))
+            targets.append(self._stage_video(staged, camera, last, row, stop))
+        if stop():
+            raise CommitStopped(f"the commit of episode {index} was stopped after its videos")
         rows = self._rows(staged, task_index, first_index=self.total_frames)
         targets.append(self._stage_data(rows, last, row))
         row["dataset_from_index"] = self.total_frames
@@ -203,11 +221,15 @@ class DatasetWriter:
         targets.append(self._stage_json(self.layout.info, self._info(episodes, tasks)))  # last: LeRobot sizes the dataset by it
         return targets, row, tasks
 
-    def _stage_video(self, staged: StagedEpisode, camera: str, last: dict[str, Any] | None, row: dict[str, Any]) -> Path:
+    def _stage_video(
+        self, staged: StagedEpisode, camera: str, last: dict[str, Any] | None, row: dict[str, Any], stop: Callable[[], bool]
+    ) -> Path:
         key, fps = image_key(camera), self.spec.fps
         final = staged.directory / f"{camera}.final.mp4"
-        if not final.exists():  # kept across a crash: a resumed commit does not encode again
-            encode_final(staged.video(camera), temporary_for(final), self.videos[camera], loop_running=self.loop_running)
+        if not final.exists():  # kept across a crash or a stop: a resumed commit does not encode again
+            encode_final(
+                staged.video(camera), temporary_for(final), self.videos[camera], loop_running=self.loop_running, stop=stop
+            )
             os.replace(temporary_for(final), final)
         file, keep = FileIndex(), 0
         if last is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -28,6 +30,152 @@ the nominal frame_index / fps. The `timing.` prefix keeps these out of policy in
 `observation.*` features into state inputs)."""
 STATE_S = "timing.state_s"
 """When the follower's joints were read, on the same scale."""
+
+
+VIDEO_DTYPES = ("video", "image")
+"""Feature dtypes held as pictures (height, width, channels), not as numbers in the data files."""
+
+
+class DatasetFileError(ValueError):
+    """A dataset file is missing, unreadable or of the wrong shape; each problem names the file, the key
+    and the reason."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else problems
+        super().__init__("\n".join(self.problems))
+
+
+def validation_problems(source: object, exc: ValidationError, prefix: str = "") -> list[str]:
+    """One `SOURCE: key 'a.b[0]': reason` line per error pydantic found; `prefix` leads every key."""
+    lines = []
+    for error in exc.errors():
+        key = prefix
+        for loc in error["loc"]:
+            key += f"[{loc}]" if isinstance(loc, int) else f".{loc}" if key and not key.endswith("/") else str(loc)
+        lines.append(f"{source}: key '{key or '(top level)'}': {_reason(error)}")
+    return lines
+
+
+def _reason(error: Any) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling)"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return f"expected a mapping of keys to values, got {_kind(value)}"
+    reason = error["msg"].removeprefix("Value error, ")
+    if error["msg"].startswith("Input should") and not isinstance(value, (dict, list)):
+        reason += f", got {_kind(value)}"
+    return reason
+
+
+def _kind(value: object) -> str:
+    """A value as a reader of a JSON or YAML file would name it."""
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'} of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+Count = Annotated[int, Field(ge=0)]
+"""An index, a length or a total."""
+
+
+class _Checked(BaseModel):
+    """Numbers must be numbers (no "30" for 30, no true for 1); keys LeRobot or other tools add are kept."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+
+class Feature(_Checked):
+    """One entry of info.json's `features`: a column of the data files, or a camera's video."""
+
+    dtype: str = Field(min_length=1)
+    shape: list[Count] = Field(min_length=1)
+    names: list[str] | dict[str, Any] | None = None
+    info: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _shape_fits(self) -> Feature:
+        if self.dtype in VIDEO_DTYPES and len(self.shape) != 3:
+            raise ValueError(f"a {self.dtype} feature has shape [height, width, channels], not {self.shape}")
+        vector = self.dtype not in VIDEO_DTYPES and len(self.shape) == 1
+        if vector and isinstance(self.names, list) and len(self.names) != self.shape[0]:
+            raise ValueError(f"{len(self.names)} names for shape {self.shape}")
+        return self
+
+
+class DatasetInfo(_Checked):
+    """meta/info.json: what every reader of the dataset relies on before it opens another file."""
+
+    codebase_version: str
+    robot_type: str | None
+    fps: int = Field(gt=0)
+    total_episodes: Count
+    total_frames: Count
+    total_tasks: Count
+    splits: dict[str, str]
+    data_path: str
+    video_path: str | None = None
+    features: dict[str, Feature]
+
+    @model_validator(mode="after")
+    def _usable(self) -> DatasetInfo:
+        if ACTION not in self.features:
+            raise ValueError(f"features lack {ACTION!r}: a dataset records the actions sent to the robot")
+        if self.video_path is None and any(f.dtype == "video" for f in self.features.values()):
+            raise ValueError("video features need a 'video_path'")
+        return self
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [key for key, feature in self.features.items() if feature.dtype == "video"]
+
+
+def parse_info(value: object, source: object) -> DatasetInfo:
+    """Validate the parsed content of an info.json; `source` names the file in errors."""
+    try:
+        return DatasetInfo.model_validate(value)
+    except ValidationError as exc:
+        raise DatasetFileError(validation_problems(source, exc)) from None
+
+
+class EpisodeMeta(_Checked):
+    """A row of meta/episodes/*.parquet, as far as readers of the data and videos rely on it."""
+
+    episode_index: Count
+    tasks: list[str] = Field(min_length=1)
+    length: Count
+    data_chunk_index: Count = Field(alias="data/chunk_index")
+    data_file_index: Count = Field(alias="data/file_index")
+    dataset_from_index: Count
+    dataset_to_index: Count
+
+
+class VideoSpan(_Checked):
+    """Where an episode's frames of one camera are: `videos/<key>/...` columns of its episodes row."""
+
+    chunk_index: Count
+    file_index: Count
+    from_timestamp: float = Field(ge=0)
+    to_timestamp: float = Field(ge=0)
+
+
+def check_episode_row(row: Mapping[str, Any], video_keys: list[str], source: object) -> None:
+    """Raise a DatasetFileError naming the row's keys that readers cannot use; `source` names the file and row."""
+    problems = []
+    try:
+        EpisodeMeta.model_validate(row)
+    except ValidationError as exc:
+        problems += validation_problems(source, exc)
+    for key in video_keys:
+        prefix = f"videos/{key}/"
+        span = {name.removeprefix(prefix): value for name, value in row.items() if name.startswith(prefix)}
+        try:
+            VideoSpan.model_validate(span)
+        except ValidationError as exc:
+            problems += validation_problems(source, exc, prefix)
+    if problems:
+        raise DatasetFileError(problems)
 
 
 def image_key(camera: str) -> str:

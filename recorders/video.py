@@ -12,15 +12,17 @@ LeRobot finds episode k's frames at from_timestamp + t within 1e-4 s.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +39,8 @@ ENCODERS: dict[str, Encoder] = {"av1": "libsvtav1", "h264": "libx264"}
 PIX_FMT = "yuv420p"
 PTS_PER_FRAME = 512
 """Time base 1/(fps * 512): with 30 fps this is 1/15360, the MP4 track time scale FFmpeg itself picks."""
+MAX_FPS = {"av1": 240}
+"""Frame rates a final codec's encoder accepts: SVT-AV1 refuses more than 240 fps when it opens."""
 FINAL_NICE = 10
 """Nice value of the final encode's thread; the encoder's own threads inherit it."""
 _POLL_S = 0.1
@@ -51,6 +55,18 @@ os.environ.setdefault("SVT_LOG", "1")
 
 class VideoError(RuntimeError):
     """A video file could not be written or read; the message names the file and what to check."""
+
+
+class EncodeStopped(Exception):
+    """A final encode was stopped on request before it finished; its output was removed."""
+
+
+def fps_problem(codec: str, fps: int) -> str | None:
+    """Why `codec` cannot store `fps` frames a second, or None when it can."""
+    limit = MAX_FPS.get(codec)
+    if limit is not None and fps > limit:
+        return f"the {codec} encoder ({ENCODERS[codec]}) takes at most {limit} fps, not {fps}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,8 @@ class VideoSettings:
             raise ValueError(f"video codec {self.codec!r} is not one of {VIDEO_CODECS}")
         if not isinstance(self.fps, int) or self.fps <= 0:
             raise ValueError(f"video fps must be a positive int (got {self.fps!r})")
+        if problem := fps_problem(self.codec, self.fps):
+            raise ValueError(problem)
         if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
             raise ValueError(f"{PIX_FMT} video needs a positive, even width and height (got {self.width}x{self.height})")
 
@@ -238,7 +256,14 @@ def _decoded(path: Path, container: av.container.InputContainer, stream: av.vide
         yield from container.decode(stream)
 
 
-def encode_final(episode: Path, out: Path, settings: VideoSettings, *, loop_running: threading.Event | None = None) -> int:
+def encode_final(
+    episode: Path,
+    out: Path,
+    settings: VideoSettings,
+    *,
+    loop_running: threading.Event | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> int:
     """Encode the intermediate `episode` into `out` with the final codec; returns frames written.
 
     The encode runs in a process of its own at nice FINAL_NICE without real-time threads (see
@@ -249,23 +274,31 @@ def encode_final(episode: Path, out: Path, settings: VideoSettings, *, loop_runn
     end of a recording. Decoded frames go to the encoder as they are (already yuv420p: no colour round
     trip). If `settings.reuses_intermediate`, packets are copied in this process instead. On failure
     `out` is removed.
+
+    The process has a session of its own: a Ctrl-C at the terminal (SIGINT to the foreground process
+    group) is the runtime's to handle, and must not kill an encode the runtime means to finish. It is
+    killed as soon as `stop()` is true (EncodeStopped), and dies with the runtime (`_die_with_parent`).
     """
+    if stop():
+        raise EncodeStopped(f"the final encode of {episode} was stopped before it began")
     if settings.reuses_intermediate:
         return _remux([(episode, None)], out, settings.fps)
     while True:
         idle = loop_running is not None and loop_running.is_set()
         command = [*_isolation(), sys.executable, "-m", "recorders.video", str(episode), str(out)]
-        command += [json.dumps(dataclasses.asdict(settings)), "idle" if idle else "nice"]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        command += [json.dumps(dataclasses.asdict(settings)), "idle" if idle else "nice", str(os.getpid())]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            stdout, stderr = _wait_unless_loop_ended(process, loop_running if idle else None)
+            stdout, stderr = _wait_for_encode(process, loop_running if idle else None, stop)
         finally:
-            if process.poll() is None:  # interrupted, or idle when the loop ended
+            if process.poll() is None:  # stopped, interrupted, or idle when the loop ended
                 process.kill()
                 process.communicate()
         if stdout is not None:
             break
         remove_file(out)
+        if stop():
+            raise EncodeStopped(f"the final encode of {episode} was stopped")
     if process.returncode != 0:
         remove_file(out)
         lines = [line for line in stderr.splitlines() if line.strip()]
@@ -273,14 +306,32 @@ def encode_final(episode: Path, out: Path, settings: VideoSettings, *, loop_runn
     return int(stdout.strip().splitlines()[-1])
 
 
-def _wait_unless_loop_ended(process: subprocess.Popen[str], loop_running: threading.Event | None) -> tuple[str | None, str]:
-    """(stdout, stderr) once `process` ends, or (None, "") as soon as `loop_running` is clear."""
+def _wait_for_encode(
+    process: subprocess.Popen[str], loop_running: threading.Event | None, stop: Callable[[], bool]
+) -> tuple[str | None, str]:
+    """(stdout, stderr) once `process` ends, or (None, "") as soon as `loop_running` is clear or `stop()` is true."""
     while True:
         try:
             return process.communicate(timeout=_POLL_S)
         except subprocess.TimeoutExpired:
-            if loop_running is not None and not loop_running.is_set():
+            if stop() or (loop_running is not None and not loop_running.is_set()):
                 return None, ""
+
+
+_PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal this process gets when the thread that started it ends."""
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """The encoder is in a session of its own, so no signal the terminal sends reaches it: it must not
+    outlive the runtime however the runtime ends (kill -9 included), as an orphan encoding into a
+    staging directory that a later run may be reading."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the runtime ended before the line above took effect
+        sys.exit(1)
 
 
 def _transcode(episode: Path, out: Path, settings: VideoSettings, idle: bool) -> int:
@@ -447,8 +498,9 @@ def decode_frames(path: Path, start_frame: int = 0, count: int | None = None) ->
 
 
 def _final_encode_process(argv: list[str]) -> int:
-    """`python -m recorders.video EPISODE OUT SETTINGS_JSON idle|nice`: the process `encode_final` starts."""
-    episode, out, settings, priority = argv
+    """`python -m recorders.video EPISODE OUT SETTINGS_JSON idle|nice PARENT_PID`: the process `encode_final` starts."""
+    episode, out, settings, priority, parent_pid = argv
+    _die_with_parent(int(parent_pid))
     idle = priority == "idle"
     _demote_all_threads(idle)  # before the encoder starts: its threads inherit the scheduling
     try:

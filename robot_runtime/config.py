@@ -15,8 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import drivers
 from cameras.config import CameraConfig
+from recorders.layout import validation_problems
 from robot_runtime.family import ArmFamily
 from robot_runtime.policy.config import PolicyConfig
+
+MAX_RATE_HZ = 1000.0
+"""The fastest control rate a setup may ask for."""
 
 
 class ConfigError(ValueError):
@@ -79,7 +83,7 @@ class RobotFile(StrictModel):
     name: str
     robot_type: str
     """Written into datasets; LeRobot's robot type string for this setup."""
-    fps: float = Field(30.0, gt=0, le=1000)
+    fps: float = Field(30.0, gt=0, le=MAX_RATE_HZ)
     followers: list[ArmEntry] = Field(min_length=1)
     leaders: list[ArmEntry] = []
     safety: SafetyConfig = SafetyConfig()
@@ -139,6 +143,8 @@ def resolve_robot_path(robot: str) -> Path:
     """`--robot` takes a built-in name (so100) or a path to a YAML file."""
     if robot.endswith((".yaml", ".yml")) or "/" in robot:
         path = Path(robot)
+        if path.is_dir():
+            raise ConfigError(f"robot config {path} is a directory: pass a robot YAML file or a built-in robot name")
         if not path.is_file():
             raise ConfigError(f"robot config {path} does not exist")
         return path
@@ -154,9 +160,13 @@ def load_robot_config(robot: str, overrides: Sequence[str] = ()) -> RobotConfig:
     applied before validation, values parsed as YAML."""
     path = resolve_robot_path(robot)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_bytes().decode())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8): pass a robot YAML") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     for override in overrides:
@@ -202,7 +212,21 @@ def _apply_override(path: Path, raw: dict[str, Any], override: str) -> None:
         raise ConfigError(f"{path}: --set {key}: cannot replace a list item; set one of its keys")
     if not isinstance(node, dict):
         raise ConfigError(f"{path}: --set {key}: '{'.'.join(parents)}' is not a mapping")
-    node[leaf] = yaml.safe_load(text) if text else ""
+    try:
+        node[leaf] = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError as exc:
+        problem = f"the value {text!r} is {_yaml_problem(exc)}"
+        raise ConfigError(f"{path}: --set {key}: {problem}; to pass it as text, quote it: --set '{key}=\"{text}\"'") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: where (line, column) and what."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"not valid YAML at character {exc.position}: {exc.reason} (#x{exc.character:04x})"
+    return f"not valid YAML: {' '.join(str(exc).split())}"
 
 
 def load_family(name: str) -> ArmFamily:
@@ -235,15 +259,4 @@ def _arm_spec(path: Path, key: str, index: int, role: str, entry: ArmEntry) -> A
 
 
 def _describe(path: Path, exc: ValidationError, prefix: str = "") -> str:
-    lines = []
-    for error in exc.errors():
-        parts = [prefix] if prefix else []
-        for loc in error["loc"]:
-            if isinstance(loc, int):
-                parts[-1:] = [f"{parts[-1]}[{loc}]"] if parts else [f"[{loc}]"]
-            else:
-                parts.append(str(loc))
-        key = ".".join(parts) or "(top level)"
-        reason = "unknown key (check the spelling)" if error["type"] == "extra_forbidden" else error["msg"]
-        lines.append(f"{path}: key '{key}': {reason}")
-    return "\n".join(lines)
+    return "\n".join(validation_problems(path, exc, prefix))

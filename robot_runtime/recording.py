@@ -3,9 +3,12 @@ the scene, repeat. Everything slow happens in the recorder pipeline; the tick on
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from recorders.dataset import DatasetError, DatasetWriter
@@ -181,3 +184,20 @@ class RecordingRun:
             self.phase = Phase.DONE
         else:
             self._enter(Phase.RESET if self.plan.reset_s > 0 and recorder.frames else Phase.RECORDING, now_s)
+
+
+@contextlib.contextmanager
+def signals_stop_commits(pipeline: Pipeline) -> Iterator[None]:
+    """From the end of the control loop until the run manifest is written, Ctrl-C and SIGTERM stop the
+    commits (`Pipeline.stop`) instead of raising KeyboardInterrupt, however many arrive: an exception
+    there would leave the commit thread committing after the manifest was written, so the dataset
+    would no longer match it. Call from the main thread, where signal handlers run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, lambda *_: pipeline.stop()) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,6 +1,7 @@
 """Bringing a robot setup up and down: simulator processes for `--sim` (the config then points at them, and
 everything after runs as on hardware), cameras opened, rigs built and connected, and a safe stop (park,
-then torque-safe) on every way out, including Ctrl-C and errors during start-up."""
+then torque-safe) on every way out, including Ctrl-C and errors during start-up.
+A run's evidence for a process that dies anyway is kept by robot_runtime.run_evidence."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Self
 
@@ -20,20 +21,33 @@ from robot_runtime.config import ArmSpec, RobotConfig
 from robot_runtime.family import SimulatedArm
 from robot_runtime.rig import Rig, stop_rigs
 from robot_runtime.robot import StopReport
+from robot_runtime.run_evidence import RunLog, RunMarker, arm_key, arm_name, unsafe_ends
 from robot_runtime.sim_client import Simulators
 
 log = logging.getLogger(__name__)
-
 
 class Session:
     """`with Session(config, sim=...) as s:` gives connected `s.follower` and `s.leader` rigs and the
 open `s.cameras`."""
 
     def __init__(
-        self, config: RobotConfig, *, sim: bool, with_leaders: bool = True, with_cameras: bool = True, observe_only: bool = False
+        self,
+        config: RobotConfig,
+        *,
+        sim: bool,
+        with_leaders: bool = True,
+        with_cameras: bool = True,
+        observe_only: bool = False,
+        run_log: RunLog | None = None,
+        say: Callable[[str], None] = log.warning,
     ) -> None:
-        """`observe_only` connects the followers to be read only: nothing is written to them, ever."""
+        """`observe_only` connects the followers to be read only: nothing is written to them, ever. With a
+        `run_log`, the arms the session drives are marked as under torque until their safe stop, and `say`
+        tells of earlier runs on them that ended without one."""
         self.config = config
+        self.run_log = run_log
+        self.say = say
+        self.marker: RunMarker | None = None
         self.observe_only = observe_only
         self.sim = sim
         self.with_leaders = with_leaders
@@ -67,6 +81,8 @@ open `s.cameras`."""
 
     def _open(self) -> None:
         config = self.config
+        if self.run_log is not None:
+            self._mark(config)
         if self.sim:
             self._simulators = Simulators.start(config, self._stack, with_leaders=self.with_leaders)
             self.simulated = self._simulators.arms
@@ -79,6 +95,17 @@ open `s.cameras`."""
         if leaders:
             self.leader = self._rig(leaders, "leader")
         self.follower = self._rig(followers, "follower", observe_only=self.observe_only)
+
+    def _mark(self, config: RobotConfig) -> None:
+        """Tell of earlier runs that left the arms to open without a safe stop, then mark those this run
+        drives (an observed follower is not)."""
+        assert self.run_log is not None
+        leaders = config.leaders if self.with_leaders else ()
+        for message in unsafe_ends(arms=[arm_key(spec, simulated=self.sim) for spec in config.followers + leaders]):
+            self.say(message)
+        driven = (() if self.observe_only else config.followers) + leaders
+        arms = {arm_key(spec, simulated=self.sim): arm_name(spec, simulated=self.sim) for spec in driven}
+        self.marker = RunMarker.create(self.run_log, arms)
 
     def _cameras(self, followers: tuple[ArmSpec, ...]) -> dict[str, Camera]:
         """The configured cameras, or with --sim simulated ones in the same modes viewing the followers."""
@@ -101,6 +128,8 @@ open `s.cameras`."""
         self.stop_reports.extend(stop_rigs(self._rigs))
         for rig in self._rigs:
             rig.disconnect()
+        if self.marker is not None and self.stopped_safely:
+            self.marker.release_arms()
 
     @property
     def stopped_safely(self) -> bool:

@@ -3,6 +3,10 @@ settings that hold on a loaded machine."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +23,12 @@ from robot_runtime.config import resolve_robot_path
 
 # Hypothesis fails an example slower than 200 ms, and a slow data generation: facts about the machine's load,
 # not about the code. Its "ci" profile (CI=true) already drops both; this keeps that profile's other choices.
+# Run logs and crash markers of the commands under test go to a folder of this test run, never the user's:
+# set before tests/cli.py copies the environment for the commands it starts.
+if "ROBOT_RUNTIME_STATE_DIR" not in os.environ:
+    os.environ["ROBOT_RUNTIME_STATE_DIR"] = tempfile.mkdtemp(prefix="robot-runtime-state-")
+    atexit.register(shutil.rmtree, os.environ["ROBOT_RUNTIME_STATE_DIR"], ignore_errors=True)
+
 settings.register_profile("any-load", parent=settings.default, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("any-load")
 

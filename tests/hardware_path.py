@@ -338,6 +338,8 @@ class Setup:
     worst_lag: float
     """The largest lag of a follower behind a moving target, in joint units, on a loaded machine: less than
     the demonstration's travel, so a wrong episode still fails."""
+    still: float
+    """Travel, in joint units, below which a follower counts as not moved (its hold and sensor noise)."""
     goal_writes: str
     """The simulator's counter of goal positions the follower was sent."""
     run_options: tuple[str, ...] = ()
@@ -345,19 +347,22 @@ class Setup:
 
 
 SO100 = Setup(
-    "so100", "feetech", ("follower",), ("leader",), moves=30.0, tracks=10.0, worst_lag=10.0, goal_writes="Goal_Position"
-)
+    "so100", "feetech", ("follower",), ("leader",),
+    moves=30.0, tracks=10.0, worst_lag=10.0, still=1.0, goal_writes="Goal_Position",
+)  # fmt: skip
 BI_SO100 = Setup(
     "bi_so100", "feetech", ("left_follower", "right_follower"), ("left_leader", "right_leader"),
-    moves=30.0, tracks=10.0, worst_lag=10.0, goal_writes="Goal_Position",
+    moves=30.0, tracks=10.0, worst_lag=10.0, still=1.0, goal_writes="Goal_Position",
 )  # fmt: skip
 """Degrees (percent for grippers): the demonstration moves shoulder_lift by 65."""
 WIDOWXAI = Setup(
-    "widowxai", "trossen", ("follower",), ("leader",), moves=0.3, tracks=0.2, worst_lag=0.6, goal_writes="position_goal_changes"
-)
+    "widowxai", "trossen", ("follower",), ("leader",),
+    moves=0.3, tracks=0.2, worst_lag=0.6, still=0.02, goal_writes="position_goal_changes",
+)  # fmt: skip
 BI_WIDOWXAI = Setup(
     "bi_widowxai", "trossen", ("left_follower", "right_follower"), ("left_leader", "right_leader"),
-    moves=0.3, tracks=0.2, worst_lag=0.6, goal_writes="position_goal_changes", run_options=("--set", "policy.preset=custom"),
+    moves=0.3, tracks=0.2, worst_lag=0.6, still=0.02, goal_writes="position_goal_changes",
+    run_options=("--set", "policy.preset=custom"),
 )  # fmt: skip
 """Radians (metres for grippers): the demonstration moves joint_1 by 1.3. Without cameras the bimanual
 setup's ALOHA layout (which needs cam_high) gives way to the custom one. The controller simulator runs

@@ -34,6 +34,13 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dataset
 
 
+def episode_lengths(dataset: Path) -> list[int]:
+    """Frames per episode as recorded: a loaded machine may run fewer ticks than 0.5 s at 30 fps."""
+    lengths = pq.read_table(dataset / "meta/episodes/chunk-000/file-000.parquet")["length"].to_pylist()
+    assert len(lengths) == 2 and min(lengths) >= 6, f"the recording is too short to damage: {lengths}"
+    return lengths
+
+
 @pytest.fixture
 def dataset(recorded: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "copy"
@@ -48,7 +55,7 @@ def check_cli(path: Path, *extra: str) -> subprocess.CompletedProcess:
 def test_a_recorded_dataset_passes_with_every_frame_decoded(dataset: Path) -> None:
     result = check_cli(dataset)
     assert result.returncode == 0, result.stderr
-    assert "OK" in result.stderr and "3 (90 frames)" in result.stderr
+    assert "OK" in result.stderr and f"3 ({3 * sum(episode_lengths(dataset))} frames)" in result.stderr
 
 
 def test_a_missing_video_is_named(dataset: Path) -> None:
@@ -68,12 +75,15 @@ def test_an_undecodable_video_is_named(dataset: Path) -> None:
 def test_a_video_with_other_frames_than_its_episodes_is_caught(dataset: Path) -> None:
     from recorders.video import append_video
 
+    first, second = episode_lengths(dataset)
     video = dataset / "videos/observation.images.front/chunk-000/file-000.mp4"
     longer = video.with_name("longer.mp4")
-    append_video(video, 15, video, longer, 30)  # episode 0, then both episodes again: 45 frames for 30 rows
+    append_video(video, first, video, longer, 30)  # episode 0, then both episodes again
     os.replace(longer, video)
     problems = check_dataset(dataset).problems
-    assert "videos/observation.images.front/chunk-000/file-000.mp4: 45 frames, the episodes need 30" in problems
+    needed = first + second
+    video_name = "videos/observation.images.front/chunk-000/file-000.mp4"
+    assert f"{video_name}: {first + needed} frames, the episodes need {needed}" in problems
 
 
 def test_a_damaged_data_file_is_named(dataset: Path) -> None:
@@ -84,17 +94,20 @@ def test_a_damaged_data_file_is_named(dataset: Path) -> None:
 
 
 def test_missing_rows_and_wrong_totals_are_caught(dataset: Path) -> None:
+    lengths = episode_lengths(dataset)
+    kept = min(lengths) // 2
     path = dataset / "data/chunk-000/file-000.parquet"
     table = pq.read_table(path)
-    pq.write_table(table.filter(pc.less(table["frame_index"], 10)), path)
+    pq.write_table(table.filter(pc.less(table["frame_index"], kept)), path)
     info_path = dataset / "meta/info.json"
     info = json.loads(info_path.read_text())
     info["total_frames"] += 1
     info_path.write_text(json.dumps(info))
     problems = check_dataset(dataset, decode=False).problems
-    assert "meta/info.json: total_frames 31, episode lengths sum to 30" in problems
-    assert "episode 0: 10 data rows, metadata says 15" in problems
-    assert "data: index is not contiguous 0..29 (20 rows)" in problems
+    total = sum(lengths)
+    assert f"meta/info.json: total_frames {total + 1}, episode lengths sum to {total}" in problems
+    assert f"episode 0: {kept} data rows, metadata says {lengths[0]}" in problems
+    assert f"data: index is not contiguous 0..{total - 1} ({2 * kept} rows)" in problems
 
 
 def test_statistics_missing_for_a_feature_are_caught(dataset: Path) -> None:
@@ -152,7 +165,7 @@ def test_takes_left_in_staging_are_reported_with_what_resume_does_with_them(tmp_
     report = check_dataset(tmp_path / "demo")
     assert report.ok and report.episodes == 0, report.problems
     assert report.notes[1:] == [
-        "1 episode(s) recorded but not committed, in .staging: `record --resume` commits them before recording more",
+        "episode(s) 0 recorded but not committed, in .staging: `record --resume` commits them before recording more",
         "1 unfinished or already committed take(s) in .staging: `record --resume` deletes them",
     ]
     recovery = DatasetWriter(tmp_path / "demo", SPEC, {}, resume=True).recovery  # what `record --resume` opens it with
@@ -199,7 +212,7 @@ def test_a_dataset_merged_by_lerobot_passes(dataset: Path) -> None:
     shutil.rmtree(dataset / "meta/runs")
     assert pa.types.is_list(pq.read_schema(dataset / "data/chunk-000/file-000.parquet").field("action").type)
     report = check_dataset(dataset, decode=False)
-    assert report.problems == [] and (report.episodes, report.frames) == (2, 30)
+    assert report.problems == [] and (report.episodes, report.frames) == (2, sum(episode_lengths(dataset)))
 
 
 @pytest.mark.parametrize(
@@ -213,21 +226,23 @@ def test_vectors_of_any_list_type_and_one_value_features_as_lists_of_one_pass(da
 
 
 def test_rows_with_too_few_values_in_a_list_column_are_named(dataset: Path) -> None:
-    def drop_a_value_in_rows_17_and_20(table: pa.Table) -> pa.Table:
+    def drop_a_value_in_rows_2_and_5(table: pa.Table) -> pa.Table:
         rows = table["action"].to_pylist()
-        for row in (17, 20):
+        for row in (2, 5):
             rows[row] = rows[row][:5]
         return replace_column(table, "action", pa.array(rows, pa.list_(pa.float32())))
 
-    rewrite_data(dataset, drop_a_value_in_rows_17_and_20)
+    rewrite_data(dataset, drop_a_value_in_rows_2_and_5)
     problems = check_dataset(dataset, decode=False).problems
-    assert "data/chunk-000/file-000.parquet: column 'action' has 5 values in 2 row(s) (17, 20), the feature says 6" in problems
+    assert "data/chunk-000/file-000.parquet: column 'action' has 5 values in 2 row(s) (2, 5), the feature says 6" in problems
 
 
 def test_nan_in_a_list_column_is_named_with_its_frames(dataset: Path) -> None:
+    first, _ = episode_lengths(dataset)
+
     def nan_in_frame_3_of_episode_1(table: pa.Table) -> pa.Table:
         rows = table["observation.state"].to_pylist()
-        rows[15 + 3][2] = float("nan")
+        rows[first + 3][2] = float("nan")
         return replace_column(table, "observation.state", pa.array(rows, pa.list_(pa.float32())))
 
     rewrite_data(dataset, nan_in_frame_3_of_episode_1)

@@ -60,17 +60,18 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class ReplayPolicy:
-    """Answers with the actions recorded from the query frame on (plus `bias`), padded to 32 columns as
-    openpi servers pad them. The queries come every `stride` frames, so the n-th is for frame n * stride
-    (the held start pose makes states repeat, so a state alone cannot name its frame); every observation
-    is checked against that frame's recorded state and must carry all three camera images."""
+    """Answers with the actions recorded from the query frame on (plus `bias`), `width` columns wide
+    (zeros past the recorded actions, as a server that pads; fewer: cut). The queries come every
+    `stride` frames, so the n-th is for frame n * stride (the held start pose makes states repeat, so a
+    state alone cannot name its frame); every observation is checked against that frame's recorded
+    state and must carry all three camera images."""
 
-    def __init__(self, dataset: Path, stride: int, bias: np.ndarray | None = None, width: int = 32) -> None:
+    def __init__(self, dataset: Path, stride: int, bias: np.ndarray | None = None, width: int | None = None) -> None:
         episode = DatasetReader(dataset).episode(0)
         self.states, self.actions = episode.states, episode.actions
         self.stride = stride
         self.bias = np.zeros(self.actions.shape[1], np.float32) if bias is None else bias.astype(np.float32)
-        self.width = width
+        self.width = self.actions.shape[1] if width is None else width
         self.prompts: list[str] = []
 
     def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +129,12 @@ def healthy(port: int) -> bool:
 def eval_args(dataset: Path, policy: str, out: Path | None, **options: Any) -> argparse.Namespace:
     """The options `robot-runtime eval-offline` parses, with its defaults (`out` None: under the dataset)."""
     defaults: dict[str, Any] = {
-        "robot": "so100", "overrides": [], "api_key": None, "episode": 0, "task_prompt": None, "stride": None
+        "robot": "so100",
+        "overrides": [],
+        "api_key": None,
+        "episode": 0,
+        "task_prompt": None,
+        "stride": None,
     }
     return argparse.Namespace(**{**defaults, "dataset": dataset, "policy": policy, "out": out, **options})
 
@@ -206,7 +212,24 @@ def test_actions_too_narrow_for_the_joints_are_exit_1_saying_expected_and_got(
     with serving(ReplayPolicy(recorded, stride=10, width=4)) as url:
         assert eval_offline.run(eval_args(recorded, url, tmp_path)) == 1
     err = printed(capsys)
-    assert "expected actions of shape (horizon, 6 or more)" in err and f"got shape ({HORIZON}, 4)" in err
+    assert "expected actions of shape (horizon, 6)" in err and f"got shape ({HORIZON}, 4)" in err
+
+
+def test_actions_wider_than_the_joints_are_exit_1_naming_both_widths(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serving(ReplayPolicy(recorded, stride=10, width=14)) as url:
+        assert eval_offline.run(eval_args(recorded, url, tmp_path)) == 1
+    err = printed(capsys)
+    assert "the server's actions are 14 wide, the follower's action space is 6 wide" in err
+    assert not (tmp_path / "eval.csv").exists()
+
+
+def test_a_server_declared_as_padding_has_its_padding_cut(recorded: Path, tmp_path: Path) -> None:
+    with serving(ReplayPolicy(recorded, stride=10, width=32)) as url:
+        assert eval_offline.run(eval_args(recorded, url, tmp_path, overrides=["policy.pads_actions_to=32"])) == 0
+    table = read_csv(tmp_path / "eval.csv")
+    assert len(table) == 6 and all(float(row["chunk_max"]) < 1e-6 for row in table.values())
 
 
 def test_a_policy_section_that_cannot_map_fails_before_any_query(recorded: Path, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """PolicyClient speaks openpi's protocol: it is tested against openpi's own server (openpi-server,
 unmodified), and against ours where a failure is needed that openpi's server cannot produce on demand
-(dropped connections, stalls, API keys). Every failure is a PolicyError subclass naming the URL."""
+(dropped connections, stalls, API keys), and against raw WebSocket servers sending hostile frames.
+Every failure is a PolicyError subclass naming the URL, in one line."""
 
 from __future__ import annotations
 
@@ -11,20 +12,24 @@ import itertools
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 from openpi_client import msgpack_numpy
 from openpi_server import WebsocketPolicyServer
+from test_policy_wire import hostile_frames
 from websockets.sync.server import ServerConnection
 from websockets.sync.server import serve as sync_serve
 
 from robot_runtime.policy.client import (
     PolicyClient,
     PolicyConnectionLost,
+    PolicyError,
+    PolicyHandshakeTimeout,
     PolicyProtocolError,
     PolicyServerError,
     PolicyTimeout,
@@ -91,16 +96,16 @@ def openpi_server(infer: Infer, metadata: dict | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def raw_server(replies: list[bytes]) -> Iterator[str]:
-    """A WebSocket server that sends empty metadata, then the given frames, one per request, verbatim."""
+def raw_server(replies: Sequence[bytes | str], metadata: bytes = msgpack_numpy.packb({})) -> Iterator[str]:
+    """A WebSocket server that sends the metadata frame, then the given frames, one per request, verbatim."""
 
     def handler(ws: ServerConnection) -> None:
-        ws.send(msgpack_numpy.packb({}))
+        ws.send(metadata)
         for reply in replies:
             ws.recv()
             ws.send(reply)
 
-    with sync_serve(handler, "127.0.0.1", 0) as server:
+    with sync_serve(handler, "127.0.0.1", 0, max_size=None) as server:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
@@ -211,13 +216,29 @@ def test_a_closed_port_is_unreachable_after_the_reconnect_attempts_naming_the_ur
     assert "attempt 3 of 3" in str(error.value)
 
 
-def test_a_port_that_never_answers_the_handshake_is_unreachable_after_the_connect_timeout() -> None:
+def test_a_port_that_accepts_tcp_but_never_answers_the_handshake_is_said_so_and_not_retried() -> None:
+    accepted: list[socket.socket] = []
     with socket.socket() as mute:
         mute.bind(("127.0.0.1", 0))
-        mute.listen()  # the kernel completes TCP connections; nobody reads or answers
-        url = f"ws://127.0.0.1:{mute.getsockname()[1]}"
-        with pytest.raises(PolicyUnreachable, match=r"no answer within 0\.2 s; check the host is up and reachable"):
-            client(url, connect_timeout_s=0.2, reconnect_attempts=0).connect()
+        mute.listen()
+        port = mute.getsockname()[1]
+
+        def accept() -> None:  # takes connections, never reads or answers
+            with contextlib.suppress(OSError):
+                while True:
+                    accepted.append(mute.accept()[0])
+
+        threading.Thread(target=accept, daemon=True).start()
+        with pytest.raises(PolicyHandshakeTimeout) as error:
+            client(f"ws://127.0.0.1:{port}", connect_timeout_s=0.5, reconnect_attempts=3).connect()
+    assert str(error.value) == (
+        f"policy server ws://127.0.0.1:{port}: connected to 127.0.0.1:{port} but no WebSocket handshake within 0.5 s; "
+        "is it a policy server?"
+    )
+    assert isinstance(error.value, PolicyUnreachable), "callers that stop on an unreachable server stop on this too"
+    assert len(accepted) == 1, "one attempt, not reconnect_attempts more of the same wait"
+    for connection in accepted:
+        connection.close()
 
 
 def test_a_websocket_server_that_sends_no_metadata_is_not_taken_for_a_policy_server() -> None:
@@ -226,11 +247,12 @@ def test_a_websocket_server_that_sends_no_metadata_is_not_taken_for_a_policy_ser
 
     with sync_serve(mute, "127.0.0.1", 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
+        port = server.socket.getsockname()[1]
         with pytest.raises(
-            PolicyUnreachable, match=r"connected, but no metadata arrived within 0\.2 s \(is it an openpi policy server"
+            PolicyHandshakeTimeout,
+            match=rf"connected to 127\.0\.0\.1:{port} but no metadata within 0\.2 s of connecting; is it an openpi policy server",
         ):
-            client(url, connect_timeout_s=0.2, reconnect_attempts=0).connect()
+            client(f"ws://127.0.0.1:{port}", connect_timeout_s=0.2, reconnect_attempts=3).connect()
         server.shutdown()
 
 
@@ -267,7 +289,8 @@ def test_a_policy_exception_is_a_server_error_carrying_the_traceback_and_the_nex
         assert policy.infer(OBS).actions[0, 0] == 2.0
     assert error.value.traceback.startswith("Traceback (most recent call last)")
     assert "fails_first" in error.value.traceback
-    assert url in str(error.value) and "KeyError: 'cam_low'" in str(error.value)
+    assert url in str(error.value) and "the policy raised KeyError: 'cam_low'" in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 def test_a_dropped_connection_is_lost_mid_request_and_the_next_request_reconnects() -> None:
@@ -331,10 +354,10 @@ def test_replies_that_are_not_an_action_chunk_are_protocol_errors(reply: dict, c
     ("frame", "complaint"),
     [
         (msgpack.packb([1, 2, 3]), "a msgpack list, not a map"),
-        (b"\xc1", "not msgpack-numpy"),
+        (b"\xc1", "the reply is not valid msgpack"),
         (
             msgpack.packb({"actions": {b"__ndarray__": True, b"data": b"\x00", b"dtype": "<f8", b"shape": [50, 7]}}),
-            "not msgpack-numpy",
+            r"the reply at \['actions'\]: shape \(50, 7\) of <f8 needs 2800 bytes of data, the message holds 1",
         ),
         (msgpack_numpy.packb({"actions": np.zeros((2, 2)), "server_timing": "fast"}), "server_timing is not a map of numbers"),
     ],
@@ -347,3 +370,90 @@ def test_frames_that_are_not_msgpack_maps_are_protocol_errors(frame: bytes, comp
 def test_nan_actions_are_passed_on_for_the_safety_layer_to_judge() -> None:
     with openpi_server(lambda obs: chunk(np.nan)) as url, client(url) as policy:
         assert np.isnan(policy.infer(OBS).actions).all()
+
+
+def hostile_array(dtype: str = "|O", shape: tuple[int, ...] = (50, 6), data: bytes = b"\x00" * 8) -> dict:
+    """A msgpack-numpy array map as openpi's packer would write it, with whatever the sender likes inside."""
+    return {b"__ndarray__": True, b"data": data, b"dtype": dtype, b"shape": list(shape)}
+
+
+@pytest.mark.parametrize(
+    ("array", "complaint"),
+    [
+        (hostile_array("|O"), "dtype '|O' is not allowed"),
+        (hostile_array("|V8"), "dtype '|V8' is not allowed"),
+        (hostile_array("<c16"), "dtype '<c16' is not allowed"),
+        (hostile_array("f8,O"), "dtype 'f8,O' is not allowed"),
+        (hostile_array("<U4"), "dtype '<U4' (text) is not allowed here"),
+        (hostile_array("<f8", (2**40, 2**40)), "needs 9671406556917033397649408 bytes of data, the message holds 8"),
+        (hostile_array("<f8", (-1, 1)), "is not a list of at most 32 non-negative integers"),
+    ],
+)
+def test_replies_with_arrays_the_protocol_does_not_allow_are_refused_before_any_array_is_built(
+    array: dict, complaint: str
+) -> None:
+    """openpi's decoder would build an object array from these bytes: pointers read from the wire."""
+    with (
+        raw_server([msgpack.packb({"actions": array})]) as url,
+        client(url) as policy,
+        pytest.raises(PolicyProtocolError) as error,
+    ):
+        policy.infer(OBS)
+    message = str(error.value)
+    assert message.startswith(f"policy server {url}: the reply at ['actions']: ") and complaint in message
+    assert "\n" not in message
+
+
+def test_metadata_with_an_object_array_is_refused_before_any_request() -> None:
+    metadata = msgpack.packb({"reset_pose": hostile_array("|O", (1,))})
+    with raw_server([], metadata=metadata) as url, pytest.raises(PolicyProtocolError) as error:
+        client(url).connect()
+    assert "the metadata at ['reset_pose']: dtype '|O' is not allowed" in str(error.value)
+
+
+def test_a_reply_over_the_message_limit_is_refused_and_the_connection_closed() -> None:
+    big = msgpack_numpy.packb({"actions": np.zeros((50, 32))})  # 12.8 kB
+    too_big = "the reply is larger than this client's limit of 4096 bytes"
+    with (
+        raw_server([big]) as url,
+        client(url, max_message_bytes=4096) as policy,
+        pytest.raises(PolicyProtocolError, match=too_big),
+    ):
+        policy.infer(OBS)
+
+
+def test_an_observation_over_the_servers_limit_is_said_to_be_refused_as_too_large() -> None:
+    with (
+        PolicyServer(StubPolicy(lambda obs: chunk(1)), port=0, max_message_bytes=4096) as server,
+        client(server.url) as policy,
+    ):
+        with pytest.raises(PolicyProtocolError, match="the server refused the observation as too large"):
+            policy.infer({"image": np.zeros((64, 64, 3), np.uint8)})
+        assert policy.infer(OBS).actions.shape == (4, 3), "a smaller observation on a new connection is answered"
+
+
+def test_an_error_text_from_the_server_becomes_one_printable_line() -> None:
+    hostile = "\x1b[2J\x1b]0;owned\x07 disk full\r\n" + "x" * 1000
+    with raw_server([hostile]) as url, client(url) as policy, pytest.raises(PolicyServerError) as error:
+        policy.infer(OBS)
+    message = str(error.value)
+    assert "the server answered with an error:" in message and "disk full" in message
+    assert message.isprintable() and "\x1b" not in message and len(message) < 400
+    assert error.value.traceback == hostile, "the whole text is kept for whoever wants it"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=hostile_frames())
+def test_hostile_replies_and_metadata_are_a_reply_or_a_one_line_policy_error_and_nothing_else(frame: bytes) -> None:
+    for replies, metadata in (([frame], msgpack_numpy.packb({})), ([], frame)):
+        with raw_server(replies, metadata=metadata) as url:
+            policy = client(url, reconnect_attempts=0)
+            try:
+                policy.infer(OBS)
+            except PolicyError as error:
+                failure: PolicyError | None = error
+            else:
+                failure = None
+            finally:
+                policy.close()
+        assert failure is None or "\n" not in str(failure)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from robot_runtime.policy.config import PolicyConfig
 from robot_runtime.policy.images import letterbox
-from robot_runtime.policy.mapping import MappingError, PolicyIO, ReplyShapeError
+from robot_runtime.policy.mapping import ActionWidthError, MappingError, PolicyIO, ReplyShapeError
 from robot_runtime.robot import JointSpec
 
 SOURCE = Path("/robots/lab_arm.yaml")
@@ -233,12 +233,29 @@ def test_actions_undo_the_observation_units_for_any_order_scale_and_offset(
 # -- actions -------------------------------------------------------------------------------------
 
 
-def test_padded_replies_are_cut_to_the_joints_used() -> None:
-    io = build(PolicyConfig(), so100())
+def test_replies_padded_to_the_declared_width_are_cut_to_the_joints_used() -> None:
+    io = build(PolicyConfig(pads_actions_to=32), so100())
     reply = np.arange(50 * 32, dtype=np.float32).reshape(50, 32)
     actions = io.actions(reply)
     assert actions.shape == (50, 6) and actions.dtype == np.float64
     np.testing.assert_array_equal(actions, reply[:, :6])
+    np.testing.assert_array_equal(io.actions(reply[:, :6]), reply[:, :6])  # an unpadded reply fits too
+
+
+@pytest.mark.parametrize("pads", [None, 32])
+def test_a_reply_wider_than_the_joints_and_not_declared_as_padding_names_both_widths(pads: int | None) -> None:
+    """A 14-wide reply meant for a bimanual robot must never drive a 6-joint arm with its first 6 columns."""
+    io = build(PolicyConfig(pads_actions_to=pads), so100())
+    with pytest.raises(ActionWidthError) as error:
+        io.actions(np.zeros((50, 14)))
+    message = str(error.value)
+    assert "the server's actions are 14 wide, the follower's action space is 6 wide" in message
+    assert "shoulder_pan.pos" in message and "policy.pads_actions_to: 14" in message
+
+
+def test_a_padding_narrower_than_the_joints_is_refused_naming_the_key() -> None:
+    message = refused(PolicyConfig(pads_actions_to=4), so100(), "policy.pads_actions_to")
+    assert "4 is narrower than the follower's 6 joints" in message
 
 
 def test_aloha_actions_map_back_to_degrees_and_percent() -> None:
@@ -252,7 +269,7 @@ def test_replies_that_cannot_map_say_what_was_expected_and_what_came(shape: tupl
     io = build(PolicyConfig(), so100())
     with pytest.raises(ReplyShapeError) as error:
         io.actions(np.zeros(shape))
-    assert "expected actions of shape (horizon, 6 or more)" in str(error.value)
+    assert "expected actions of shape (horizon, 6)" in str(error.value)
     assert f"got shape {shape}" in str(error.value)
 
 

@@ -57,29 +57,32 @@ def test_a_recorded_dataset_is_lerobot_v3_and_every_stored_frame_is_the_one_its_
     reader = DatasetReader(dataset)
     info = reader.info
     assert info["codebase_version"] == "v3.0" and info["robot_type"] == "so100_follower" and info["fps"] == 30
-    assert info["total_episodes"] == 2 and info["total_frames"] == 90 and info["splits"] == {"train": "0:2"}
+    lengths = [len(reader.episode(episode).rows) for episode in (0, 1)]
+    # 1.5 s at 30 fps is 45 ticks; a loaded machine may miss one, which the loop reports, and the episode is shorter
+    assert all(40 <= n <= 45 for n in lengths), lengths
+    assert info["total_episodes"] == 2 and info["total_frames"] == sum(lengths) and info["splits"] == {"train": "0:2"}
     assert info["features"]["observation.state"]["names"][0] == "shoulder_pan.pos"
     for camera in CAMERAS:
         feature = info["features"][image_key(camera)]
         assert feature["dtype"] == "video" and feature["shape"] == [480, 640, 3]
         assert feature["info"]["video.codec"] == "av1"
     assert reader.tasks == {0: "pick up the cube"}
-    for episode in (0, 1):
+    for episode, length in enumerate(lengths):
         rows = reader.episode(episode).rows
-        assert rows["frame_index"].to_pylist() == list(range(45))
-        assert np.allclose(rows["timestamp"].to_numpy(), np.arange(45) / 30)
+        assert rows["frame_index"].to_pylist() == list(range(length))
+        assert np.allclose(rows["timestamp"].to_numpy(), np.arange(length) / 30)
         ticks = rows["timing.tick_s"].to_numpy()
         assert np.all(ticks >= 0) and np.all(np.diff(ticks) > 0)
         for camera in CAMERAS:
             stored = stamps(reader, episode, camera)
-            assert [round(t * 30) for t, _, _ in stored] == list(range(45))
+            assert [round(t * 30) for t, _, _ in stored] == list(range(length))
             assert [n for _, n, _ in stored] == rows[frame_number_key(camera)].to_pylist(), camera
             capture_s = rows[f"timing.{camera}.capture_s"].to_numpy()
             stamped_s = np.array([us for _, _, us in stored]) / 1e6
             assert np.allclose(np.diff(stamped_s), np.diff(capture_s), atol=2e-6)  # the same captures, on the same clock
     report = check_dataset(dataset)
     assert report.ok, report.problems
-    assert report.frames_decoded == 3 * 90
+    assert report.frames_decoded == 3 * sum(lengths)
     manifest = json.loads(next((dataset / "meta" / "runs").glob("*.json")).read_text())
     assert manifest["robot"]["name"] == "so100"
     assert {"meta/info.json", "data/chunk-000/file-000.parquet", "videos/observation.images.front/chunk-000/file-000.mp4"} <= set(
@@ -154,9 +157,10 @@ def test_a_rerecorded_take_leaves_nothing_of_the_discarded_one(tmp_path: Path) -
     assert process.returncode == 0, stderr
     assert "re-recording episode 0" in stderr
     reader = DatasetReader(dataset)
-    assert reader.info["total_episodes"] == 1 and reader.episodes[0]["length"] == 45
+    length = reader.episodes[0]["length"]
+    assert reader.info["total_episodes"] == 1 and 40 <= length <= 45  # 1.5 s at 30 fps, a tick or two short under load
     stored = stamps(reader, 0, "front")
-    assert len(stored) == 45
+    assert len(stored) == length
     assert all(us / 1e6 > rerecorded_at_s - 0.5 for _, _, us in stored), "a frame of the discarded take is in the video"
     assert check_dataset(dataset).ok
 

@@ -46,11 +46,11 @@ def test_replay_plays_every_recorded_action_and_the_follower_tracks_them(recorde
 
 def test_replay_of_a_missing_episode_is_a_clear_error(recorded: Path) -> None:
     result = cli("replay", "--robot", "so100", "--sim", "--dataset", str(recorded), "--episode", "3")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"{recorded} has episodes 0..0, not 3" in result.stderr
 
 
 def test_replay_on_another_robot_names_both_joint_sets(recorded: Path) -> None:
     result = cli("replay", "--robot", "bi_so100", "--sim", "--dataset", str(recorded), "--episode", "0")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "records actions for ['shoulder_pan.pos'" in result.stderr and "'left_shoulder_pan.pos'" in result.stderr

@@ -103,7 +103,7 @@ def test_ctrl_c_parks_the_follower_and_exits_cleanly(tmp_path, sigint_ignored):
     assert process.wait(timeout=30) == 0, log.read_text()
     stats = json.loads(stats_path.read_text())
     assert stats["outcome"] == "interrupted (Ctrl-C)"
-    assert stats["stop"][0]["parked"] is True and stats["stop"][0]["torque_safe"] is True
+    assert stats["stop"][0]["parked"] is True and stats["stop"][0]["torque_safe"] is True, stats["stop"]
 
 
 def test_sigterm_takes_the_same_safe_path(tmp_path):

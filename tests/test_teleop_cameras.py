@@ -83,7 +83,7 @@ def test_no_cameras_runs_the_arms_alone(tmp_path):
 
 def test_an_unknown_simulated_camera_fault_target_is_named():
     result = run_cli("teleop", "--robot", "so100", "--sim", "--duration", "1", "--sim-fault", "camera:side:stall")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "no simulated camera 'side' (cameras: front, wrist, top)" in " ".join(result.stderr.split())
 
 

@@ -31,6 +31,10 @@ from robot_runtime.robot import ArmError
 
 log = logging.getLogger(__name__)
 
+SILENT_BEFORE_MISSING_S = 0.2
+"""A motor is reported missing only once it has ignored pings this long. A busy computer misses a reply
+window now and then (beside two CPU hogs a request reached the bus up to 60 ms late); a motor that is
+really gone never answers, and saying so 0.2 s later costs nothing."""
 USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")
 """Where Linux exposes FTDI adapters' latency timer (default 16 ms)."""
 
@@ -228,7 +232,7 @@ class FeetechBus:
 
     def check_motors(self) -> None:
         """Ping every motor and check its model; raise naming every missing or unexpected motor."""
-        missing = tuple(m.id for m in self.motors if not self.ping(m.id))
+        missing = self.silent([m.id for m in self.motors])
         if missing:
             raise self._not_responding(missing, "ping")
         for motor in self.motors:
@@ -335,6 +339,7 @@ class FeetechBus:
         named; when all of them answer, the replies were late, not lost (a busy computer delays the
         serial port's input), so the call gets one more round of tries before it reports that."""
         failure: _Failure | None = None
+        corrupt: _Failure | None = None
         for _round in range(2):
             for _ in range(self.retries + 1):
                 with self._lock, self._io_errors():
@@ -345,16 +350,18 @@ class FeetechBus:
                         self._recover()
                         if failure.error_byte:
                             break  # the motor answered: retrying will not clear its fault
+                        if failure.result == scs.COMM_RX_CORRUPT:
+                            corrupt = failure  # a later try that times out (a busy computer) does not hide it
             assert failure is not None
             if failure.error_byte:
                 raise self._fault(failure.motor_id, failure.error_byte)
-            if failure.result == scs.COMM_RX_CORRUPT:
+            if corrupt is not None:
                 raise BusError(
-                    f"{self._label(failure.motor_id)} sent corrupted replies on {self.port} ({what}, {self.retries + 1} tries): "
-                    f"check the cable at motor {failure.motor_id}, that the baud rate is {self.baudrate}, "
+                    f"{self._label(corrupt.motor_id)} sent corrupted replies on {self.port} ({what}, {self.retries + 1} tries): "
+                    f"check the cable at motor {corrupt.motor_id}, that the baud rate is {self.baudrate}, "
                     "and that no other program uses the port"
                 )
-            missing = tuple(i for i in ids if not self.ping(i))
+            missing = self.silent(ids)
             if missing:
                 raise self._not_responding(missing, what)
         assert failure is not None
@@ -364,6 +371,14 @@ class FeetechBus:
             "to read the port in time, or the USB adapter holds replies back (its latency timer); raise reply_timeout_ms "
             "or retries in the robot config if it happens again"
         )
+
+    def silent(self, ids: Sequence[int]) -> tuple[int, ...]:
+        """The motors that ignored every ping for SILENT_BEFORE_MISSING_S."""
+        deadline_s = time.monotonic() + SILENT_BEFORE_MISSING_S
+        silent = [i for i in ids if not self.ping(i)]
+        while silent and time.monotonic() < deadline_s:
+            silent = [i for i in silent if not self.ping(i)]
+        return tuple(silent)
 
     def _check(self, motor_id: int, result: int, error: int, data: list[int] | None = None, length: int = 0) -> None:
         if result != scs.COMM_SUCCESS or error:

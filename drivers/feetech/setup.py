@@ -87,7 +87,7 @@ def assign(bus: FeetechBus, motor: Motor, found: FoundMotor, baud_bps: int) -> M
         bus.write_by_id("ID", found.id, motor.id)  # answered from the old id; the new one holds after
         bus.write_by_id("Baud_Rate", motor.id, code)  # answered at the old rate
         bus.set_baudrate(baud_bps)
-        if not bus.ping(motor.id):
+        if bus.silent([motor.id]):
             raise MotorSetupError(
                 f"{motor.name}: no answer as id {motor.id} at {baud_bps} baud after writing ID and Baud_Rate: the motor "
                 "did not take them (EEPROM still locked?) or the cable moved; run setup again for this motor"

@@ -1,1 +1,2 @@
-"""Driving arms from a remote policy server: the openpi protocol, observation and action mapping, chunk scheduling."""
+"""Driving arms from a remote policy server: the openpi protocol and its checked wire format, observation
+and action mapping, chunk scheduling."""

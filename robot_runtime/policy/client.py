@@ -1,5 +1,6 @@
 """A client for openpi policy servers: the metadata handshake, then strictly one request and one reply,
-with the timeouts, reconnects and clear errors that openpi's own client leaves out."""
+with the timeouts, reconnects, message limits and clear errors that openpi's own client leaves out.
+Every frame from the server is decoded by the checked decoder in `wire`, never by openpi's."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from http import HTTPStatus
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-import msgpack
 import numpy as np
-from openpi_client import msgpack_numpy
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.frames import CloseCode
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
+
+from robot_runtime.policy.wire import DEFAULT_MAX_MESSAGE_BYTES, WireError, WireLimits, decode, encode
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ DEFAULT_PORT = 8000
 """openpi's serve_policy.py port, used when a URL gives none (`wss://` keeps TLS's 443)."""
 CLOSE_TIMEOUT_S = 1.0
 """How long a polite close waits for the server's close frame: a frozen server must not hold up a stop."""
+SERVER_TEXT_CHARS = 300
+"""The most of a server's error text put into one error line; the whole text stays in .traceback."""
 
 
 class PolicyError(RuntimeError):
@@ -43,20 +46,27 @@ class PolicyUnreachable(PolicyError):
     """No working connection after every attempt: refused, unknown host, timed out, or the handshake was rejected."""
 
 
+class PolicyHandshakeTimeout(PolicyUnreachable):
+    """TCP connected, but no WebSocket handshake or no metadata followed within connect_timeout_s: whatever
+    listens there is not a working policy server, and asking again would only wait as long again."""
+
+
 class PolicyTimeout(PolicyError):
     """A request got no reply in time. The connection is closed (a late reply would pass for the next
     one's); the next infer reconnects."""
 
 
 class PolicyServerError(PolicyError):
-    """The policy failed on the server: it sent its traceback and/or closed the connection with 1011."""
+    """The server failed the request: it sent an error text (openpi's servers a traceback, ours one line)
+    and/or closed the connection with 1011. The message carries one cleaned line of it."""
 
     def __init__(self, url: str, traceback: str, problem: str | None = None) -> None:
         lines = [line for line in traceback.strip().splitlines() if line.strip()]
-        last_line = lines[-1].strip() if lines else "no details given"
-        super().__init__(
-            url, problem or f"the policy raised {last_line} (the whole traceback is in .traceback and the server's log)"
-        )
+        if traceback.lstrip().startswith("Traceback") and lines:  # openpi's servers send the policy's traceback
+            summary = f"the policy raised {_one_line(lines[-1])} (the whole traceback is in .traceback and the server's log)"
+        else:
+            summary = f"the server answered with an error: {_one_line(traceback) or 'no details given'}"
+        super().__init__(url, problem or summary)
         self.traceback = traceback
 
 
@@ -65,7 +75,9 @@ class PolicyConnectionLost(PolicyError):
 
 
 class PolicyProtocolError(PolicyError):
-    """The reply is not what openpi servers send: a msgpack map with a numeric [horizon, dim] "actions" array."""
+    """A message breaks the protocol or its limits: the metadata or a reply is not a msgpack-numpy map of
+    allowed dtypes and checked shapes within the size limit, or the reply has no numeric [horizon, dim]
+    "actions"; or the server refused an observation as too large. The message says where and why."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,7 @@ class PolicyReply:
     round_trip_s: float
     """Request sent -> reply received, on the monotonic clock."""
     extra: dict[str, Any]
-    """Every other key of the reply, arrays copied."""
+    """Every other key of the reply (arrays are writable copies)."""
 
 
 def normalize_url(url: str) -> str:
@@ -91,6 +103,8 @@ def normalize_url(url: str) -> str:
         raise ValueError(f"policy server URL {url!r}: {exc}; {expected}") from None
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"policy server URL {url!r}: the scheme must be ws or wss, not {parts.scheme!r}; {expected}")
+    if "://" not in text and parts.path:
+        raise ValueError(f"policy server URL {url!r}: a path needs a ws:// or wss:// scheme; {expected}")
     if not parts.hostname or any(c.isspace() for c in text) or "@" in parts.netloc or port == 0:
         raise ValueError(f"policy server URL {url!r} is not a usable address; {expected}")
     netloc = parts.netloc if port is not None or parts.scheme == "wss" else f"{parts.netloc}:{DEFAULT_PORT}"
@@ -103,7 +117,8 @@ class PolicyClient:
 
     `infer` connects when there is no open connection, which is also how it recovers after a drop or a
     timeout. `close` may be called from another thread to abort a blocked `infer`; a later `connect` or
-    `infer` opens a new connection.
+    `infer` opens a new connection. Refused, unresolvable or silent addresses are tried again
+    (`reconnect_attempts`); a server that accepts TCP but completes no handshake is not.
     """
 
     def __init__(
@@ -115,6 +130,7 @@ class PolicyClient:
         request_timeout_s: float = 5.0,
         reconnect_attempts: int = 3,
         backoff_s: float = 0.25,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         if connect_timeout_s <= 0 or request_timeout_s <= 0:
             raise ValueError(
@@ -132,8 +148,9 @@ class PolicyClient:
         self.request_timeout_s = request_timeout_s
         self.reconnect_attempts = reconnect_attempts
         self.backoff_s = backoff_s
+        self.limits = WireLimits(max_message_bytes)
+        """What a reply or the metadata may be: the size limit also bounds WebSocket frames."""
         self.metadata: dict = {}
-        self._packer = msgpack_numpy.Packer()
         self._request_lock = threading.Lock()
         """Held by connect and infer: one request on the wire at a time."""
         self._state = threading.Condition()
@@ -158,7 +175,7 @@ class PolicyClient:
         """
         closes = self._closes
         with self._request_lock:
-            payload = self._packer.pack(obs)
+            payload = encode(obs)
             ws = self._connection(closes)
             sent_s = time.monotonic()
             timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
@@ -178,9 +195,13 @@ class PolicyClient:
                 raise self._lost(exc, closes) from None
             round_trip_s = time.monotonic() - sent_s
             if isinstance(message, str):
-                self._drop(ws, abort=False)  # the server closes with 1011 right after its traceback
+                self._drop(ws, abort=False)  # the server closes with 1011 right after its error text
                 raise PolicyServerError(self.url, message)
-            return _parse_reply(self.url, message, round_trip_s)
+            try:
+                return _parse_reply(self.url, message, round_trip_s, self.limits)
+            except PolicyProtocolError:
+                self._drop(ws, abort=True)  # a server that breaks the protocol once is not asked again on this connection
+                raise
 
     def health(self, timeout_s: float = 2.0) -> bool:
         """GET /healthz on the server's host and port: True on 200, False on anything else (never raises)."""
@@ -231,6 +252,8 @@ class PolicyClient:
             try:
                 ws, metadata = self._handshake()
                 break
+            except _NoHandshake as exc:
+                raise PolicyHandshakeTimeout(self.url, str(exc)) from None
             except (OSError, InvalidHandshake) as exc:
                 problem, retry = self._connect_problem(exc)
             if not retry or attempt == attempts:
@@ -250,26 +273,43 @@ class PolicyClient:
         raise PolicyConnectionLost(self.url, "close() was called while connecting")
 
     def _handshake(self) -> tuple[ClientConnection, dict]:
-        ws = ws_connect(
-            self.url,
-            compression=None,
-            max_size=None,
-            additional_headers=self._headers or None,
-            open_timeout=self.connect_timeout_s,
-            close_timeout=CLOSE_TIMEOUT_S,
-        )
+        """TCP first, then the WebSocket handshake and the metadata, so that a server that accepts
+        connections but never answers is told apart from one that cannot be reached."""
+        sock = socket.create_connection((self._host, self._port), timeout=self.connect_timeout_s)
+        sock.settimeout(None)  # from here on open_timeout bounds the handshake
+        deadline_s = time.monotonic() + self.connect_timeout_s
+        where = f"connected to {self._host}:{self._port}"
         try:
-            frame = ws.recv(timeout=self.connect_timeout_s)
+            ws = ws_connect(
+                self.url,
+                sock=sock,
+                compression=None,
+                max_size=self.limits.max_message_bytes,
+                additional_headers=self._headers or None,
+                open_timeout=self.connect_timeout_s,
+                close_timeout=CLOSE_TIMEOUT_S,
+            )
+        except TimeoutError:
+            sock.close()
+            raise _NoHandshake(
+                f"{where} but no WebSocket handshake within {self.connect_timeout_s:g} s; is it a policy server?"
+            ) from None
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            frame = ws.recv(timeout=max(0.0, deadline_s - time.monotonic()))
         except TimeoutError:
             _close_connection(ws, abort=True)
-            raise _NoMetadata(
-                f"connected, but no metadata arrived within {self.connect_timeout_s:g} s (is it an openpi policy server? is it "
-                "busy?)"
+            raise _NoHandshake(
+                f"{where} but no metadata within {self.connect_timeout_s:g} s of connecting; is it an openpi policy server?"
             ) from None
         except ConnectionClosed as exc:
+            if _closed_as_too_big(exc) is not None:
+                raise PolicyProtocolError(self.url, self._too_big("metadata")) from None
             raise _NoMetadata(f"the server closed the connection before sending its metadata ({exc})") from None
         try:
-            metadata = _unpack_map(self.url, frame, "metadata")
+            metadata = _unpack_map(self.url, frame, "metadata", self.limits)
         except PolicyError:
             _close_connection(ws, abort=False)
             raise
@@ -312,16 +352,32 @@ class PolicyClient:
                 self._ws = None
         _close_connection(ws, abort=abort)
 
+    def _too_big(self, what: str) -> str:
+        return (
+            f"the {what} is larger than this client's limit of {self.limits.max_message_bytes} bytes "
+            "(max_message_bytes), so the connection was closed"
+        )
+
     def _lost(self, exc: ConnectionClosed, closes: int) -> PolicyError:
         """The error for a connection that ended while a request was in flight."""
         if self._closes != closes:
             return PolicyConnectionLost(self.url, "close() was called while waiting for the reply")
+        too_big = _closed_as_too_big(exc)
+        if too_big == "sent":
+            return PolicyProtocolError(self.url, self._too_big("reply"))
+        if too_big == "received":
+            reason = f" ({_one_line(exc.rcvd.reason)})" if exc.rcvd is not None and exc.rcvd.reason else ""
+            return PolicyProtocolError(
+                self.url,
+                f"the server refused the observation as too large{reason}; send smaller images (policy.image_size) or raise "
+                "the server's message limit",
+            )
         if exc.rcvd is not None and exc.rcvd.code == CloseCode.INTERNAL_ERROR:
             return PolicyServerError(
                 self.url,
                 exc.rcvd.reason,
-                f"the server closed the connection with 1011 (internal error): {exc.rcvd.reason or 'no reason given'}; check "
-                "the server's log",
+                f"the server closed the connection with 1011 (internal error): "
+                f"{_one_line(exc.rcvd.reason) or 'no reason given'}; check the server's log",
             )
         if exc.rcvd is None:
             ours = f" (closed on this side: {exc.sent.reason})" if exc.sent is not None and exc.sent.reason else ""
@@ -331,7 +387,7 @@ class PolicyClient:
                 "restart, "
                 "or the network fail? The next request reconnects",
             )
-        reason = f", {exc.rcvd.reason}" if exc.rcvd.reason else ""
+        reason = f", {_one_line(exc.rcvd.reason)}" if exc.rcvd.reason else ""
         return PolicyConnectionLost(
             self.url,
             f"the server closed the connection while waiting for the reply (code {exc.rcvd.code}{reason}); the next request "
@@ -340,7 +396,26 @@ class PolicyClient:
 
 
 class _NoMetadata(OSError):
-    """Connected, but the metadata frame did not come: another attempt may do better."""
+    """Connected, but the server closed the connection before its metadata: another attempt may do better."""
+
+
+class _NoHandshake(Exception):
+    """TCP connected, but the handshake or the metadata did not come in time: not retried."""
+
+
+def _closed_as_too_big(exc: ConnectionClosed) -> str | None:
+    """ "sent" when this side closed the connection over a message too large, "received" when the server did."""
+    if exc.rcvd is not None and exc.rcvd.code == CloseCode.MESSAGE_TOO_BIG and (exc.sent is None or exc.rcvd_then_sent):
+        return "received"
+    if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+        return "sent"
+    return None
+
+
+def _one_line(text: str) -> str:
+    """Text from the server as one printable line of bounded length: it may hold anything, terminal escapes too."""
+    line = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
+    return line if len(line) <= SERVER_TEXT_CHARS else line[: SERVER_TEXT_CHARS - 3] + "..."
 
 
 def _close_connection(ws: ClientConnection, *, abort: bool) -> None:
@@ -351,22 +426,17 @@ def _close_connection(ws: ClientConnection, *, abort: bool) -> None:
     ws.close()
 
 
-def _unpack_map(url: str, frame: bytes | str, what: str) -> dict:
+def _unpack_map(url: str, frame: bytes | str, what: str, limits: WireLimits) -> dict:
     if isinstance(frame, str):
         raise PolicyServerError(url, frame)
     try:
-        message = msgpack_numpy.unpackb(frame)
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
-        raise PolicyProtocolError(url, f"the {what} is not msgpack-numpy ({exc!r}); is this an openpi policy server?") from None
-    if not isinstance(message, dict):
-        raise PolicyProtocolError(
-            url, f"the {what} is a msgpack {type(message).__name__}, not a map; is this an openpi policy server?"
-        )
-    return _writable(message)
+        return decode(frame, limits)
+    except WireError as exc:
+        raise PolicyProtocolError(url, f"the {what} {exc}; is this an openpi policy server?") from None
 
 
-def _parse_reply(url: str, frame: bytes, round_trip_s: float) -> PolicyReply:
-    reply = _unpack_map(url, frame, "reply")
+def _parse_reply(url: str, frame: bytes, round_trip_s: float, limits: WireLimits) -> PolicyReply:
+    reply = _unpack_map(url, frame, "reply", limits)
     if "actions" not in reply:
         raise PolicyProtocolError(url, f"the reply has no 'actions' (keys: {', '.join(map(str, reply)) or 'none'})")
     try:
@@ -383,14 +453,3 @@ def _parse_reply(url: str, frame: bytes, round_trip_s: float) -> PolicyReply:
     except (AttributeError, TypeError, ValueError):
         raise PolicyProtocolError(url, f"the reply's server_timing is not a map of numbers: {timing!r}") from None
     return PolicyReply(actions.astype(np.float64), server_timing, round_trip_s, reply)
-
-
-def _writable(value: Any) -> Any:
-    """Received arrays are read-only views of the message: copy them, inside maps and lists too."""
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if isinstance(value, dict):
-        return {key: _writable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_writable(item) for item in value]
-    return value

@@ -27,6 +27,11 @@ class PolicyConfig(BaseModel):
     offset: dict[str, float] = {}
     image_size: int = Field(224, gt=0)
     """Images are letterboxed to this square size (openpi's resize_with_pad) before they are sent."""
+    pads_actions_to: int | None = Field(None, gt=0)
+    """The width the server pads its actions to with unused columns, e.g. 32 for a model served without
+    openpi's output transforms (openpi's aloha, droid and libero configs trim to 14, 8 and 7 themselves).
+    Replies this wide are cut to the joints; unset, a reply must be exactly as wide as the joints, so
+    a server for another robot is refused instead of driving this one with the wrong columns."""
     actions_per_chunk: int | None = Field(None, gt=0)
     """Actions executed from each chunk; unset: the preset's (aloha 25, droid 8, libero 5, custom the whole chunk)."""
     state_key: str = "observation/state"

@@ -16,6 +16,7 @@ from robot_runtime.config import SafetyConfig
 from robot_runtime.loop import Tick, percentile_ms
 from robot_runtime.policy.chunks import Chunk, ChunkScheduler, Scheduled, Scheduling
 from robot_runtime.policy.client import PolicyProtocolError, PolicyServerError, PolicyUnreachable
+from robot_runtime.policy.mapping import ActionWidthError
 from robot_runtime.policy.worker import Failure, Inference, InferenceWorker, Result, Snapshot
 from robot_runtime.rig import Rig
 from robot_runtime.robot import JointState
@@ -23,9 +24,10 @@ from robot_runtime.safety import SafetyFilter, Watchdog
 
 log = logging.getLogger(__name__)
 
-FATAL = (PolicyUnreachable, PolicyServerError)
-"""Failures that end a run at once: the server is gone or its policy crashed. Timeouts, dropped
-connections and unusable replies are retried until the watchdog decides."""
+FATAL = (PolicyUnreachable, PolicyServerError, PolicyProtocolError, ActionWidthError)
+"""Failures that end a run at once: the server is gone, its policy crashed, it breaks the protocol, or it
+answers for another action space; none gets better by asking again. Timeouts, dropped connections and
+single unusable chunks (non-finite, too few columns) are retried until the watchdog decides."""
 
 
 class Phase(enum.Enum):

@@ -27,6 +27,11 @@ class ReplyShapeError(ValueError):
     """The server's actions do not fit the follower's joints; the message says what was expected and what came."""
 
 
+class ActionWidthError(ReplyShapeError):
+    """The server's actions are wider than the follower's action space and the config does not say the
+    server pads them: it answers for another robot, and so will every later reply."""
+
+
 Layout = Callable[[PolicyConfig, np.ndarray, dict[str, np.ndarray], str], dict[str, Any]]
 """(config, state in policy units, letterboxed HWC images by policy image name, prompt) -> observation."""
 
@@ -161,6 +166,11 @@ class PolicyIO:
         offset = _per_joint(config.offset, "offset", state_names, source, lambda name: 0.0)
         _check_image_key(config, source)
         image_sources = _image_sources(config, preset, cameras, source)
+        if config.pads_actions_to is not None and config.pads_actions_to < len(state_names):
+            raise MappingError(
+                f"{source}: key 'policy.pads_actions_to': {config.pads_actions_to} is narrower than the follower's "
+                f"{len(state_names)} joints; a server pads its actions to at least as many columns as it uses"
+            )
         actions_per_chunk = config.actions_per_chunk or preset.actions_per_chunk
         return cls(config, actions_per_chunk, state_names, image_sources, order, scale, offset)
 
@@ -176,12 +186,21 @@ class PolicyIO:
 
     def actions(self, actions: np.ndarray) -> np.ndarray:
         """A server's [horizon, dim] chunk as [horizon, joints] float64 in rig order and joint units.
-        Extra columns (servers pad to 32, aloha returns 14) are dropped; NaN is left for the safety filter."""
+        dim must be the number of joints, or `policy.pads_actions_to` whose extra columns are dropped.
+        NaN is left for the safety filter."""
         actions = np.asarray(actions, dtype=np.float64)
         n = len(self.order)
+        padded = self.config.pads_actions_to
+        widths = f"{n}" if padded in (None, n) else f"{n} or {padded} (policy.pads_actions_to)"
         if actions.ndim != 2 or actions.shape[1] < n:
             raise ReplyShapeError(
-                f"expected actions of shape (horizon, {n} or more) for {', '.join(self.state_names)}, got shape {actions.shape}"
+                f"expected actions of shape (horizon, {widths}) for {', '.join(self.state_names)}, got shape {actions.shape}"
+            )
+        if actions.shape[1] not in (n, padded):
+            raise ActionWidthError(
+                f"the server's actions are {actions.shape[1]} wide, the follower's action space is {n} wide "
+                f"({', '.join(self.state_names)}): is the server serving a policy for another robot? If it pads its "
+                f"actions with unused columns, set policy.pads_actions_to: {actions.shape[1]} in the robot config"
             )
         joints = np.empty((actions.shape[0], n), dtype=np.float64)
         joints[:, self.order] = (actions[:, :n] - self.offset) / self.scale

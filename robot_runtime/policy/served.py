@@ -1,5 +1,6 @@
-"""Policies served without a model, for dry runs of the whole policy path: a recorded episode replayed
-on the server's clock, and a smooth scripted motion around the robot's first state."""
+"""Policies served without a model, for dry runs of the whole policy path: a recorded episode replayed,
+and a smooth scripted motion around the robot's first state. Both keep their state per connection
+(PerConnectionPolicy): every client replays from its own start and swings around its own first state."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from recorders.layout import ACTION
 from recorders.reader import DatasetReader
 
 Clock = Callable[[], float]
@@ -22,7 +22,7 @@ SPLIT_STATE_KEYS = ("observation/joint_position", "observation/gripper_position"
 
 
 class _Stopwatch:
-    """Seconds since the first reading, shared by every connection: a client that reconnects carries on."""
+    """Seconds since the first reading."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -38,8 +38,9 @@ class _Stopwatch:
 
 
 class EpisodePolicy:
-    """Replays recorded actions: a request t seconds after the server's first request gets the `horizon`
-    actions from frame round(t * fps) on, the last action repeated past the end of the episode."""
+    """Replays recorded actions: each connection replays from its own start, a request t seconds after
+    that connection's first one getting the `horizon` actions from frame round(t * fps) on, the last
+    action repeated past the end of the episode."""
 
     def __init__(
         self, actions: np.ndarray, fps: float, horizon: int = 50, metadata: dict | None = None, *, clock: Clock = time.monotonic
@@ -52,23 +53,37 @@ class EpisodePolicy:
         self.fps = fps
         self.horizon = horizon
         self.metadata = {"source": "episode", "fps": fps, "length": len(actions), **(metadata or {})}
-        self._stopwatch = _Stopwatch(clock)
+        self._clock = clock
 
     @classmethod
     def from_dataset(cls, path: Path | str, episode: int, horizon: int = 50, *, clock: Clock = time.monotonic) -> EpisodePolicy:
         reader = DatasetReader(path)
-        metadata = {"dataset": str(path), "episode": episode, "action_names": reader.info["features"][ACTION]["names"]}
+        metadata = {"dataset": str(path), "episode": episode, "action_names": reader.action_names}
         return cls(reader.episode(episode).actions, reader.fps, horizon, metadata, clock=clock)
 
+    def connection(self) -> _Replay:
+        return _Replay(self, _Stopwatch(self._clock))
+
+
+class _Replay:
+    """One connection's replay of an episode, on its own clock."""
+
+    def __init__(self, episode: EpisodePolicy, stopwatch: _Stopwatch) -> None:
+        self.metadata = episode.metadata
+        self._episode = episode
+        self._stopwatch = stopwatch
+
     def infer(self, obs: dict) -> dict:
-        first = round(self._stopwatch.elapsed_s() * self.fps)
-        frames = np.minimum(np.arange(first, first + self.horizon), len(self.actions) - 1)
-        return {"actions": self.actions[frames]}
+        episode = self._episode
+        first = round(self._stopwatch.elapsed_s() * episode.fps)
+        frames = np.minimum(np.arange(first, first + episode.horizon), len(episode.actions) - 1)
+        return {"actions": episode.actions[frames]}
 
 
 class ScriptedPolicy:
-    """Every dimension swings `amplitude` (in the state's own units) around the first state the policy
-    saw, with period `period_s`: motion that is smooth, bounded and easy to recognise on a real arm."""
+    """Every dimension swings `amplitude` (in the state's own units) around the first state its
+    connection sent, with period `period_s`: motion that is smooth, bounded and easy to recognise on a
+    real arm. Each connection has its own centre and clock, so one client's state never moves another's arm."""
 
     def __init__(
         self,
@@ -86,18 +101,31 @@ class ScriptedPolicy:
         self.amplitude = amplitude
         self.period_s = period_s
         self.metadata = {"source": "script", "horizon": horizon, "fps": fps, "amplitude": amplitude, "period_s": period_s}
-        self._stopwatch = _Stopwatch(clock)
-        self._first_state: np.ndarray | None = None
+        self._clock = clock
+
+    def connection(self) -> _Swing:
+        return _Swing(self, _Stopwatch(self._clock))
+
+
+class _Swing:
+    """One connection's swing, centred on the first state it sent."""
+
+    def __init__(self, script: ScriptedPolicy, stopwatch: _Stopwatch) -> None:
+        self.metadata = script.metadata
+        self._script = script
+        self._stopwatch = stopwatch
+        self._centre: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def infer(self, obs: dict) -> dict:
+        script = self._script
         with self._lock:
-            if self._first_state is None:
-                self._first_state = find_state(obs)
-            first_state = self._first_state
-        times_s = self._stopwatch.elapsed_s() + np.arange(self.horizon) / self.fps
-        swing = self.amplitude * np.sin(2 * np.pi * times_s / self.period_s)
-        return {"actions": first_state + swing[:, np.newaxis]}
+            if self._centre is None:
+                self._centre = find_state(obs)
+            centre = self._centre
+        times_s = self._stopwatch.elapsed_s() + np.arange(script.horizon) / script.fps
+        swing = script.amplitude * np.sin(2 * np.pi * times_s / script.period_s)
+        return {"actions": centre + swing[:, np.newaxis]}
 
 
 def find_state(obs: dict) -> np.ndarray:

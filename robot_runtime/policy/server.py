@@ -1,6 +1,10 @@
 """An openpi-compatible policy server: on the wire it behaves as openpi's WebsocketPolicyServer, and it
 also runs in the background (tests, dry runs), adds latency, checks an API key and injects faults, so a
-client's timeouts, reconnects and safety checks can be exercised without a GPU."""
+client's timeouts, reconnects and safety checks can be exercised without a GPU.
+
+Unlike openpi's server it trusts no client: observations are decoded by the checked decoder in `wire`
+within a message size limit, and a client whose request fails gets one line saying why (the traceback
+stays in this server's log), then the connection closes; every other connection carries on."""
 
 from __future__ import annotations
 
@@ -13,21 +17,23 @@ import logging
 import re
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Self, get_args
+from typing import Literal, Protocol, Self, get_args, runtime_checkable
 
 import numpy as np
-from openpi_client import msgpack_numpy
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
+
+from robot_runtime.policy.wire import DEFAULT_MAX_MESSAGE_BYTES, WireError, WireLimits, decode, encode
 
 logger = logging.getLogger(__name__)
 
 FaultKind = Literal["drop", "stall", "nan", "shape", "error"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+ERROR_CHARS = 300
+"""The most of an error's text sent to a client in its one line."""
 
 
 class ServedPolicy(Protocol):
@@ -36,6 +42,19 @@ class ServedPolicy(Protocol):
 
     def infer(self, obs: dict) -> dict:
         """At least {"actions": ndarray [horizon, action_dim]}. Called from worker threads, possibly concurrently."""
+        ...
+
+
+@runtime_checkable
+class PerConnectionPolicy(Protocol):
+    """A policy with state of its own for each client (a clock, a first state): one client's requests
+    never move where another's motion is centred or how far its replay has got."""
+
+    metadata: dict
+    """Sent to every client when it connects."""
+
+    def connection(self) -> ServedPolicy:
+        """A fresh policy for one new connection, serving its requests only."""
         ...
 
 
@@ -72,11 +91,12 @@ class Fault:
 
 class PolicyServer:
     """Serves a policy on a background thread with its own event loop. Each request's inference runs in
-    a worker thread and latency is an asyncio sleep, so a slow policy never holds up other connections."""
+    a worker thread and latency is an asyncio sleep, so a slow policy never holds up other connections.
+    Frames over `max_message_bytes` are refused by the WebSocket layer (close code 1009)."""
 
     def __init__(
         self,
-        policy: ServedPolicy,
+        policy: ServedPolicy | PerConnectionPolicy,
         *,
         host: str = "127.0.0.1",
         port: int = 8000,
@@ -84,6 +104,7 @@ class PolicyServer:
         faults: Sequence[Fault] = (),
         stall_s: float = 3600.0,
         api_key: str | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.policy = policy
         self.host = host
@@ -93,6 +114,8 @@ class PolicyServer:
         self.faults = tuple(faults)
         self.stall_s = stall_s
         self._api_key = api_key
+        self.limits = WireLimits(max_message_bytes, text=True)
+        """What an observation may be; text arrays are allowed, as a prompt may come as numpy text."""
         self.requests = 0
         """Requests received so far, over every connection; each is answered or faulted."""
         self._thread: threading.Thread | None = None
@@ -155,7 +178,12 @@ class PolicyServer:
         self._stop_requested = asyncio.Event()
         try:
             server = await serve(
-                self._handle, self.host, self.port, compression=None, max_size=None, process_request=self._process_request
+                self._handle,
+                self.host,
+                self.port,
+                compression=None,
+                max_size=self.limits.max_message_bytes,
+                process_request=self._process_request,
             )
         except OSError as exc:
             self._start_error = exc
@@ -187,9 +215,11 @@ class PolicyServer:
             logger.info("policy client %s disconnected", ws.remote_address)
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        """The metadata, then strictly one reply per request, as openpi's server does."""
-        packer = msgpack_numpy.Packer()
-        await ws.send(packer.pack(self.policy.metadata))
+        """The metadata, then strictly one reply per request, as openpi's server does. A request that
+        fails is answered with one line of text and the connection is closed: 1008 for an observation
+        that breaks the protocol, 1011 when the policy failed."""
+        policy = self.policy.connection() if isinstance(self.policy, PerConnectionPolicy) else self.policy
+        await ws.send(encode(self.policy.metadata))
         prev_total_s: float | None = None
         while True:
             message = await ws.recv()
@@ -200,41 +230,51 @@ class PolicyServer:
             if kind == "drop":
                 ws.transport.abort()
                 return
+            loop = asyncio.get_running_loop()
             try:
-                reply, infer_s = await self._infer(message, kind, number)
-            except Exception:
-                text = traceback.format_exc()
-                logger.warning("request %d failed, its traceback goes to the client: %s", number, text.strip().splitlines()[-1])
-                logger.debug("%s", text)
-                await ws.send(text)
-                await ws.close(CloseCode.INTERNAL_ERROR, "Internal server error. Traceback included in previous frame.")
+                obs = await loop.run_in_executor(None, decode, message, self.limits)  # a big frame holds up no one
+            except WireError as exc:
+                logger.warning("request %d from %s refused: the observation %s", number, ws.remote_address, exc)
+                await _refuse(ws, CloseCode.POLICY_VIOLATION, f"request {number} refused: the observation {exc}")
                 return
-            delay_s = self.latency_s + (self.stall_s if kind == "stall" else 0.0)
-            if not await _wait_while_open(ws, delay_s):
+            try:
+                started_s = time.monotonic()
+                reply = await loop.run_in_executor(None, self._faulty_infer, policy, obs, kind, number)
+                infer_s = time.monotonic() - started_s
+                delay_s = self.latency_s + (self.stall_s if kind == "stall" else 0.0)
+                if not await _wait_while_open(ws, delay_s):
+                    return
+                reply["server_timing"] = {"infer_ms": infer_s * 1000}
+                if prev_total_s is not None:
+                    reply["server_timing"]["prev_total_ms"] = prev_total_s * 1000
+                payload = encode(reply)
+            except Exception as exc:  # the policy's failure is this request's, never the server's
+                logger.warning("request %d failed", number, exc_info=True)
+                problem = f"{type(exc).__name__}: {exc}"
+                await _refuse(ws, CloseCode.INTERNAL_ERROR, f"request {number} failed: the policy raised {problem}")
                 return
-            reply["server_timing"] = {"infer_ms": infer_s * 1000}
-            if prev_total_s is not None:
-                reply["server_timing"]["prev_total_ms"] = prev_total_s * 1000
-            await ws.send(packer.pack(reply))
+            await ws.send(payload)
             prev_total_s = time.monotonic() - received_s
 
-    async def _infer(self, message: bytes | str, kind: FaultKind | None, number: int) -> tuple[dict, float]:
-        """The reply to one request (with its fault applied) and the policy's inference time."""
-        obs = msgpack_numpy.unpackb(message)
-        started_s = time.monotonic()
-        reply = await asyncio.get_running_loop().run_in_executor(None, self._faulty_infer, obs, kind, number)
-        return reply, time.monotonic() - started_s
-
-    def _faulty_infer(self, obs: dict, kind: FaultKind | None, number: int) -> dict:
+    def _faulty_infer(self, policy: ServedPolicy, obs: dict, kind: FaultKind | None, number: int) -> dict:
         if kind == "error":
             raise RuntimeError(f"injected fault error@{number}")
-        reply = dict(self.policy.infer(obs))
+        reply = dict(policy.infer(obs))
         if kind == "nan":
             reply["actions"] = np.full(np.shape(reply["actions"]), np.nan)
         elif kind == "shape":
             actions = np.asarray(reply["actions"])
             reply["actions"] = actions[0, :-1] if len(actions) == 1 else actions[:, :-1]
         return reply
+
+
+async def _refuse(ws: ServerConnection, code: CloseCode, text: str) -> None:
+    """One line for the client (openpi's client raises it; ours reports it), then close: the
+    protocol has no way to go on after a request without its reply."""
+    line = " ".join(text.split())
+    line = line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 3] + "..."
+    await ws.send(f"{line} (details in the server's log)")
+    await ws.close(code, "request failed; the reason is in the previous frame")
 
 
 async def _wait_while_open(ws: ServerConnection, delay_s: float) -> bool:
