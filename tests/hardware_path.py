@@ -195,7 +195,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 TROSSEN_WS_PORT = 50002
 """trossen-arm-sim's collision stream, beside the controller's own fixed ports."""
 TROSSEN_HOSTS = [f"127.0.0.{x}" for x in range(200, 255)]
-"""`--sim` takes the first free address from 127.0.0.2 up; these are far from it, so tests running
+"""`--sim` takes a free address from 127.0.0.2 up (starting below .66); these are far from it, so tests running
 beside each other do not meet."""
 
 

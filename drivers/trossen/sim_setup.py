@@ -8,6 +8,7 @@ import contextlib
 import errno
 import json
 import queue
+import random
 import socket
 import subprocess
 import sys
@@ -33,7 +34,8 @@ READY_TIMEOUT_S = 30.0
 """Start-up is about 1 s (MuJoCo import and model load); generous for a loaded 2-core machine."""
 REPLY_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 5.0
-START_ATTEMPTS = 3
+START_ATTEMPTS = 20
+"""Simulators started at once (by other commands or tests) race for free addresses; a lost race costs one try."""
 FAULTS = (
     "JOINT_OVERHEATED",
     "JOINT_DISABLED_UNEXPECTEDLY",
@@ -103,7 +105,7 @@ class SimServerProcess:
         self._lock = threading.Lock()
 
     def start(self) -> SimServerProcess:
-        """Start on the first free loopback address; another process may take an address between the
+        """Start on a free loopback address; another process may take an address between the
         check and the bind, so a bind failure moves on to the next one."""
         for _ in range(START_ATTEMPTS):
             host = _free_host()
@@ -216,8 +218,10 @@ def _simulate_arm(spec: ArmSpec, sim: SimConfig, stack: contextlib.ExitStack) ->
 
 
 def _free_host() -> str:
-    """The first loopback address where nothing holds the controller's TCP or UDP port."""
-    for host in HOSTS:
+    """A loopback address where nothing holds the controller's TCP or UDP port: from 127.0.0.2 up, starting at
+    a random one of the first 64, so that simulators started at the same moment seldom pick the same."""
+    start = random.randrange(64)
+    for host in HOSTS[start:] + HOSTS[:start]:
         if _port_free(host, socket.SOCK_STREAM, TCP_PORT) and _port_free(host, socket.SOCK_DGRAM, UDP_PORT):
             return host
     raise ArmError(f"every loopback address 127.0.0.2-254 has port {TCP_PORT} or {UDP_PORT} in use")
