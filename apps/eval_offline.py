@@ -24,7 +24,7 @@ from robot_runtime.config import RobotConfig, load_robot_config
 from robot_runtime.policy.client import PolicyClient, PolicyError
 from robot_runtime.policy.mapping import PolicyIO, ReplyShapeError
 from robot_runtime.rig import Rig
-from robot_runtime.robot import JointSpec
+from robot_runtime.robot import JointSpec, PoseSpec
 
 DEFAULT_STRIDE = 10
 """Frames between queries when neither --stride nor the mapping's actions_per_chunk says."""
@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = DatasetReader(args.dataset)
     episode = dataset.episode(args.episode)
     recorded_names = dataset.action_names
-    joints, units_from = follower_joints(config, recorded_names)
+    joints, poses, units_from = follower_joints(config, recorded_names)
     cameras = [key.removeprefix(IMAGE_KEY_PREFIX) for key in dataset.video_keys]
-    io = PolicyIO.build(config.policy, joints, recorded_names, cameras, config.source)
+    io = PolicyIO.build(config.policy, joints, recorded_names, cameras, config.source, poses=poses, rate_hz=dataset.fps)
     stride = args.stride or io.actions_per_chunk or DEFAULT_STRIDE
     prompt = args.task_prompt or episode.task
     out = args.out or args.dataset / "eval" / str(args.episode)
@@ -124,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def follower_joints(config: RobotConfig, recorded_names: Sequence[str]) -> tuple[list[JointSpec], str]:
-    """The follower's joints as its arm family builds them (never connected), so the policy mapping uses
-    the units the robot will run with; and where they came from.
+def follower_joints(config: RobotConfig, recorded_names: Sequence[str]) -> tuple[list[JointSpec], tuple[PoseSpec, ...], str]:
+    """The follower's joints and poses as its arm family builds them (never connected), so the policy
+    mapping uses the units the robot will run with; and where they came from.
 
     Building a bus arm reads its calibration. Where that is not on this machine (a dataset evaluated away
     from the robot), the recorded feature names stand in: degrees, grippers in percent, as LeRobot's
@@ -141,12 +141,12 @@ def follower_joints(config: RobotConfig, recorded_names: Sequence[str]) -> tuple
         return [
             JointSpec(name.removesuffix(".pos"), "percent" if "gripper" in name else "deg", -math.inf, math.inf)
             for name in recorded_names
-        ], "recorded names"
+        ], (), "recorded names"
     if rig.feature_names != list(recorded_names):
         raise ValueError(
             f"the dataset records actions for {list(recorded_names)}, but {config.name}'s follower has {rig.feature_names}"
         )
-    return list(rig.joints), "follower calibration"
+    return list(rig.joints), rig.poses, "follower calibration"
 
 
 def _episode_images(dataset: DatasetReader, episode: int, io: PolicyIO, length: int) -> Iterator[dict[str, np.ndarray]]:
@@ -165,7 +165,7 @@ def query_episode(
     for frame, (state, frame_images) in enumerate(zip(states, images, strict=False)):
         if frame % stride == 0:
             reply = client.infer(io.observation(state, frame_images, prompt))
-            queries.append(Query(frame, io.actions(reply.actions), reply.round_trip_s * 1e3))
+            queries.append(Query(frame, io.actions(reply.actions, state), reply.round_trip_s * 1e3))
     return queries
 
 

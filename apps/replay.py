@@ -69,7 +69,7 @@ class ReplayCommand(ControlCommand):
         tracking = "none: no frame was replayed"
         if replay.tracking_error:
             worst = np.max(replay.tracking_error, axis=0)
-            tracking = ", ".join(f"{name} {e:.3g}" for name, e in zip(self.recorded_joints, worst, strict=True))
+            tracking = ", ".join(f"{name} {e:.3g}" for name, e in zip(replay.tracking_labels, worst, strict=True))
         return True, {"frames replayed": f"{replay.played} / {len(self.episode.actions)}", "max tracking error": tracking}
 
 

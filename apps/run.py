@@ -120,11 +120,21 @@ class RunCommand(ControlCommand):
 
     def start(self, session: Session) -> str:
         args, config = self.args, self.config
+        follower = session.follower
         io = PolicyIO.build(
-            config.policy, session.follower.joints, session.follower.feature_names, list(session.cameras), config.source
+            config.policy,
+            follower.joints,
+            follower.feature_names,
+            list(session.cameras),
+            config.source,
+            poses=follower.poses,
+            rate_hz=self.rate_hz,
         )
         self.scheduler = ChunkScheduler(
-            Scheduling(args.scheduling), args.actions_per_chunk or io.actions_per_chunk, ensemble_m=args.ensemble
+            Scheduling(args.scheduling),
+            args.actions_per_chunk or io.actions_per_chunk,
+            ensemble_m=args.ensemble,
+            average=session.follower.space.average,
         )
         self.worker = InferenceWorker(self.client, io, args.task_prompt)
         self.control = PolicyControl(

@@ -149,9 +149,9 @@ def _run(command: ControlCommand, config: RobotConfig, options: RunOptions, run_
     started = False
     try:
         with session:
-            console.print(command.start(session))
+            announcement = command.start(session)
             started = True
-            _run_loop(command, session, loop, options, outcome)
+            _run_loop(command, session, loop, options, outcome, announcement)
             if not command.observe_only:
                 console.print("parking the follower and switching torque off ...")
         saved, extra = command.finish(outcome)
@@ -178,7 +178,11 @@ def _run(command: ControlCommand, config: RobotConfig, options: RunOptions, run_
     return 0 if outcome.failure is None and saved and session.stopped_safely else 1
 
 
-def _run_loop(command: ControlCommand, session: Session, loop: FixedRateLoop, options: RunOptions, outcome: Outcome) -> None:
+def _run_loop(
+    command: ControlCommand, session: Session, loop: FixedRateLoop, options: RunOptions, outcome: Outcome, announcement: str
+) -> None:
+    """From the announcement on, a Ctrl-C or SIGTERM is a normal interrupted run: its report is printed
+    whenever it comes (the announcement is what a user, or a test, waits for before signalling)."""
     stopped_by: list[str] = []
 
     def stop(why: str) -> None:
@@ -191,23 +195,25 @@ def _run_loop(command: ControlCommand, session: Session, loop: FixedRateLoop, op
         if command.done:
             stop(command.done_label)
 
-    with scheduled_faults(session, list(options.faults)), KeyReader() as keys:
-        console.print(command.keys_help if keys.enabled else "stdin is not a terminal: no keys; Ctrl-C stops and parks")
-        live = status_line(lambda: command.status(loop) or "") if command.status(loop) is not None else contextlib.nullcontext()
-        try:
-            session.start_demonstrations()  # in here: a Ctrl-C or SIGTERM while it starts is a normal interrupted run
+    try:
+        console.print(announcement)
+        with scheduled_faults(session, list(options.faults)), KeyReader() as keys:
+            console.print(command.keys_help if keys.enabled else "stdin is not a terminal: no keys; Ctrl-C stops and parks")
+            shows_status = command.status(loop) is not None
+            live = status_line(lambda: command.status(loop) or "") if shows_status else contextlib.nullcontext()
+            session.start_demonstrations()
             with live:
                 loop.run(tick, duration_s=options.duration_s)
-            outcome.label = stopped_by[0] if stopped_by else "duration reached"
-            if command.filter.estopped:
-                outcome.label = f"e-stop ({command.filter.estop_reason})"
-        except KeyboardInterrupt:
-            outcome.label = "interrupted (Ctrl-C)"
-        except Exception as exc:  # every failure still parks, reports and exits non-zero
-            outcome.failure, outcome.label = exc, _label(exc)
-            print_error(exc)  # at once: parking and the command's own wrap-up (commits) may take a while
-        finally:
-            command.ended(outcome)
+        outcome.label = stopped_by[0] if stopped_by else "duration reached"
+        if command.filter.estopped:
+            outcome.label = f"e-stop ({command.filter.estop_reason})"
+    except KeyboardInterrupt:
+        outcome.label = "interrupted (Ctrl-C)"
+    except Exception as exc:  # every failure still parks, reports and exits non-zero
+        outcome.failure, outcome.label = exc, _label(exc)
+        print_error(exc)  # at once: parking and the command's own wrap-up (commits) may take a while
+    finally:
+        command.ended(outcome)
 
 
 def _label(exc: Exception) -> str:

@@ -8,10 +8,10 @@ import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, field_validator
 
 import drivers
 from cameras.config import CameraConfig
@@ -33,19 +33,43 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+UNITS = ("deg", "rad", "percent", "m")
+
+
+def _per_unit(value: Any) -> float | dict[str, float]:
+    """One positive number, or a mapping of unit to positive number."""
+    def positive(number: Any, expected: str) -> float:
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not number > 0:
+            raise ValueError(f"{expected}; got {number!r}")
+        return float(number)
+
+    if isinstance(value, dict):
+        unknown = sorted(str(unit) for unit in set(value) - set(UNITS))
+        if unknown:
+            raise ValueError(f"unknown unit {', '.join(unknown)} (units: {', '.join(UNITS)})")
+        return {unit: positive(number, f"{unit}: expected a number greater than 0") for unit, number in value.items()}
+    return positive(value, "expected a number greater than 0, or one per unit like {rad: 0.1, m: 0.005}")
+
+
+PerUnit = Annotated[float | dict[str, float], PlainValidator(_per_unit)]
+"""A safety setting in the units of the values it bounds: one number for every unit, or one per unit
+(`{rad: 0.1, m: 0.005}`); a robot with metres beside angles must give it per unit. For a Cartesian pose,
+`m` bounds the distance of its position and `rad` the geodesic angle of its rotation."""
+
+
 class SafetyConfig(StrictModel):
-    max_start_gap: float = Field(20.0, gt=0)
-    """Refuse to start when leader and follower differ by more than this on any joint (joint units)."""
-    max_step: float = Field(5.0, gt=0)
-    """Largest change of a joint target in one tick (joint units)."""
+    max_start_gap: PerUnit = 20.0
+    """Refuse to start when leader and follower differ by more than this on any joint or pose."""
+    max_step: PerUnit = 5.0
+    """Largest change of a target in one tick."""
     ramp_s: float = Field(1.0, ge=0)
     """Soft start: blend from the follower's pose to the leader's (or the first action) over at least this long."""
-    max_velocity: float | None = Field(None, gt=0)
-    """Fastest a target may move, in joint units per second; with the rate it tightens max_step."""
+    max_velocity: PerUnit | None = None
+    """Fastest a target may move, per second; with the rate it tightens max_step."""
     limits: dict[str, tuple[float, float]] = {}
     """Per joint feature (`wrist_flex.pos`): a [lower, upper] range narrower than the calibrated one."""
-    approach_speed: float = Field(30.0, gt=0)
-    """Joint units per second of the smooth move to a policy's first action before it takes control."""
+    approach_speed: PerUnit = 30.0
+    """Per second, the smooth move to a policy's first action before it takes control."""
     watchdog_s: float = Field(1.0, gt=0)
     """Hold the arm when no fresh policy action comes; stop the run after this many seconds of holding."""
 

@@ -22,8 +22,10 @@ class Replay:
         self._origin: np.ndarray | None = None
         self._sent: np.ndarray | None = None
         self.played = 0
+        self.tracking_labels = [f"{d.label} ({d.unit})" for d in follower.space.distances(self.actions[0], self.actions[0])]
         self.tracking_error: list[np.ndarray] = []
-        """Per replayed action: |follower position after the tick - the action|, per joint."""
+        """Per replayed action: how far the follower was from the action after the tick, per joint (in
+        its unit) and per pose (position in metres, rotation in radians), as `tracking_labels` name them."""
 
     @property
     def done(self) -> bool:
@@ -38,11 +40,11 @@ class Replay:
         step = tick.index - self.approach_ticks
         if step < 0:
             ramp = (tick.index + 1) / self.approach_ticks
-            target = self._origin + ramp * (self.actions[0] - self._origin)
+            target = self.follower.space.interpolate(self._origin, self.actions[0], ramp)
         else:
             target = self.actions[min(step, len(self.actions) - 1)]
         self._sent = self.follower.write(self.filter(target, self._sent)).sent
         position = self.follower.read().position
         if step >= 0:
-            self.tracking_error.append(np.abs(position - target))
+            self.tracking_error.append(np.array([d.value for d in self.follower.space.distances(position, target)]))
             self.played += 1

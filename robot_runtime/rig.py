@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from robot_runtime.robot import Arm, ArmError, JointState, StopReport
+from robot_runtime.robot import Arm, ArmError, JointState, PoseSpec, StopReport
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,13 @@ class Rig(Arm):
             replace(j, name=f"{prefix}_{j.name}" if prefix else j.name) for prefix, arm in arms.items() for j in arm.joints
         )
         self._slices: dict[str, slice] = {}
+        poses: list[PoseSpec] = []
         start = 0
         for prefix, arm in arms.items():
             self._slices[prefix] = slice(start, start + len(arm.joints))
+            poses.extend(replace(pose, start=start + pose.start) for pose in arm.poses)
             start += len(arm.joints)
+        self.poses = tuple(poses)
         self._gather_park_position()
 
     def _gather_park_position(self) -> None:

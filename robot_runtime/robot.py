@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_runtime.spaces import Space
+
 
 @dataclass(frozen=True)
 class JointSpec:
@@ -22,6 +24,25 @@ class JointSpec:
     def __post_init__(self) -> None:
         if not self.lower < self.upper:
             raise ValueError(f"joint {self.name}: lower limit {self.lower} must be below upper limit {self.upper}")
+
+
+@dataclass(frozen=True)
+class PoseSpec:
+    """Six consecutive values of an arm's vector that are one Cartesian pose, from `start`: the position
+    x, y, z in metres in `frame`, then the orientation as a rotation vector (radians). Their JointSpecs
+    still name them and bound the position (the workspace box); the rotation values are never clipped,
+    stepped or blended one by one (robot_runtime.spaces)."""
+
+    start: int
+    frame: str = "world"
+
+    @property
+    def position(self) -> slice:
+        return slice(self.start, self.start + 3)
+
+    @property
+    def rotation(self) -> slice:
+        return slice(self.start + 3, self.start + 6)
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,8 @@ class Arm(abc.ABC):
 
     name: str
     joints: tuple[JointSpec, ...]
+    poses: tuple[PoseSpec, ...] = ()
+    """The Cartesian poses among the values (none for joint-space arms)."""
     park_position: np.ndarray
     """Where the arm rests safely with torque off (bus arms) or holds before power-down (IP arms)."""
 
@@ -88,6 +111,11 @@ class Arm(abc.ABC):
         """The wire the arm talks over (a serial port, a controller's address): arms on separate transports
         stop at the same time, arms sharing one take turns on it. By default each arm has its own."""
         return self.name
+
+    @functools.cached_property
+    def space(self) -> Space:
+        """What the values mean (joints, poses): how targets are clipped, stepped and blended."""
+        return Space(self.joints, self.poses)
 
     @functools.cached_property
     def lower_limits(self) -> np.ndarray:
@@ -161,8 +189,9 @@ class Arm(abc.ABC):
             raise ObserveOnlyError(f"{self.name} is connected observe-only: refusing to {what}")
 
     def clip(self, targets: np.ndarray) -> WriteResult:
-        """Clip targets into the joint limits; every driver's `write` goes through this, so a NaN or a
-        wrong-length vector never reaches a motor whatever the caller did."""
+        """Clip targets into the joint limits (poses: the workspace box, rotations to canonical form); every
+        driver's `write` goes through this, so a NaN or a wrong-length vector never reaches a motor
+        whatever the caller did."""
         targets = np.asarray(targets, dtype=np.float64)
         if targets.shape != (len(self.joints),):
             raise ValueError(f"{self.name}: expected {len(self.joints)} targets, got shape {targets.shape}")
@@ -170,5 +199,8 @@ class Arm(abc.ABC):
         if bad.any():
             names = [self.joints[i].name for i in np.flatnonzero(bad)]
             raise ValueError(f"{self.name}: non-finite target for {', '.join(names)}; nothing was sent")
-        sent = np.clip(targets, self.lower_limits, self.upper_limits)
-        return WriteResult(sent=sent, clipped=sent != targets)
+        unusable = self.space.unusable_rotations(targets)
+        if unusable:
+            raise ValueError(f"{self.name}: the rotation vector at {', '.join(unusable)} is longer than 2 pi; nothing was sent")
+        sent, clipped = self.space.clip(targets, self.lower_limits, self.upper_limits)
+        return WriteResult(sent=sent, clipped=clipped)

@@ -5,12 +5,14 @@ Each intervention is counted so a run reports how often it stepped in."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from robot_runtime.config import ConfigError, SafetyConfig
 from robot_runtime.rig import Rig
+from robot_runtime.spaces import Space, UnitError
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +20,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class Interventions:
     rejected: int = 0
-    """Targets that were not finite or had the wrong shape: the previous target was held instead."""
+    """Targets that were not finite, had the wrong shape or a rotation vector longer than 2 pi: the previous
+    target was held instead."""
     limited: int = 0
-    """Targets clamped into the joint limits."""
+    """Targets clamped into the joint limits or a pose's workspace box."""
     step_clipped: int = 0
     """Targets that moved further than the step allowed in one tick (max_step, or max_velocity / rate)."""
     held: int = 0
@@ -32,23 +35,41 @@ class Interventions:
         return asdict(self)
 
 
+def per_unit(rig: Rig, value: float | Mapping[str, float], key: str) -> dict[str, float]:
+    """A safety setting for each of the rig's units; a ConfigError when it does not fit them."""
+    try:
+        return rig.space.unit_values(value, key)
+    except UnitError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 class SafetyFilter:
-    def __init__(self, lower: np.ndarray, upper: np.ndarray, max_step: float) -> None:
+    def __init__(self, space: Space, lower: np.ndarray, upper: np.ndarray, max_step: Mapping[str, float]) -> None:
+        """`max_step` per unit: per tick, joints by their unit, a pose's position by distance (m) and its
+        rotation by geodesic angle (rad)."""
+        self.space = space
         self.lower = np.asarray(lower, dtype=np.float64)
         self.upper = np.asarray(upper, dtype=np.float64)
-        self.max_step = max_step
+        self.max_step = dict(max_step)
+        self._steps = space.step_limits(self.max_step)
         self.interventions = Interventions()
         self.estop_reason: str | None = None
 
     @classmethod
     def for_rig(cls, rig: Rig, safety: SafetyConfig, rate_hz: float) -> SafetyFilter:
-        """Limits from the arms (their calibration), narrowed by the config's `safety.limits`; the step
-        per tick is the smaller of `max_step` and `max_velocity / rate_hz`."""
+        """Limits from the arms (their calibration, a pose's workspace box), narrowed by the config's
+        `safety.limits`; the step per tick is, per unit, the smaller of `max_step` and `max_velocity / rate_hz`."""
         lower, upper = rig.lower_limits.copy(), rig.upper_limits.copy()
         names = rig.feature_names
+        rotation_values = {names[i] for pose in rig.poses for i in range(pose.rotation.start, pose.rotation.stop)}
         for feature, (low, high) in safety.limits.items():
             if feature not in names:
                 raise ConfigError(f"safety.limits: unknown joint {feature!r} (joints: {', '.join(names)})")
+            if feature in rotation_values:
+                raise ConfigError(
+                    f"safety.limits.{feature}: a rotation vector's component has no meaningful range; "
+                    "a rotation is bounded per tick by safety.max_step's rad"
+                )
             i = names.index(feature)
             lower[i], upper[i] = max(lower[i], low), min(upper[i], high)
             if not lower[i] < upper[i]:
@@ -56,8 +77,11 @@ class SafetyFilter:
                     f"safety.limits.{feature}: [{low:g}, {high:g}] leaves nothing of the calibrated range "
                     f"[{rig.lower_limits[i]:g}, {rig.upper_limits[i]:g}]"
                 )
-        step = safety.max_step if safety.max_velocity is None else min(safety.max_step, safety.max_velocity / rate_hz)
-        return cls(lower, upper, step)
+        step = per_unit(rig, safety.max_step, "safety.max_step")
+        if safety.max_velocity is not None:
+            velocity = per_unit(rig, safety.max_velocity, "safety.max_velocity")
+            step = {unit: min(step[unit], velocity[unit] / rate_hz) for unit in step}
+        return cls(rig.space, lower, upper, step)
 
     @property
     def estopped(self) -> bool:
@@ -80,15 +104,15 @@ class SafetyFilter:
         if self.estopped:
             return previous.copy()
         target = np.asarray(target, dtype=np.float64)
-        if target.shape != previous.shape or not np.isfinite(target).all():
+        if target.shape != previous.shape or not np.isfinite(target).all() or self.space.unusable_rotations(target):
             self.interventions.rejected += 1
             log.warning("rejected target %s: holding the previous one", target)
             return previous.copy()
-        limited = np.clip(target, self.lower, self.upper)
-        if (limited != target).any():
+        limited, changed = self.space.clip(target, self.lower, self.upper)
+        if changed.any():
             self.interventions.limited += 1
-        stepped = np.clip(limited, previous - self.max_step, previous + self.max_step)
-        if (stepped != limited).any():
+        stepped, was_stepped = self.space.step(limited, previous, self._steps)
+        if was_stepped:
             self.interventions.step_clipped += 1
         return stepped
 

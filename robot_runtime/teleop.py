@@ -13,7 +13,8 @@ from robot_runtime.config import SafetyConfig
 from robot_runtime.loop import Tick
 from robot_runtime.rig import Rig
 from robot_runtime.robot import ArmError, JointState
-from robot_runtime.safety import SafetyFilter
+from robot_runtime.safety import SafetyFilter, per_unit
+from robot_runtime.spaces import Distance
 
 
 class StartRefused(ArmError):
@@ -51,17 +52,14 @@ class Teleop:
     def start(self) -> None:
         """Check the gap before the first motion (GELLO's rule): a large one means the operator must
         first bring the leader near the follower's pose."""
+        limits = per_unit(self.follower, self.safety.max_start_gap, "safety.max_start_gap")
         lead = self.leader.read().position
         follow = self.follower.read().position
-        gap = np.abs(lead - follow)
-        too_far = np.flatnonzero(gap > self.safety.max_start_gap)
-        if len(too_far):
-            detail = ", ".join(
-                f"{self.follower.joints[i].name} leader {lead[i]:.1f} follower {follow[i]:.1f} {self.follower.joints[i].unit}"
-                for i in too_far
-            )
+        too_far = [d for d in self.follower.space.distances(lead, follow) if d.value > limits[d.unit]]
+        if too_far:
+            detail = "; ".join(_gap(d, lead, follow, self.follower, limits[d.unit]) for d in too_far)
             raise StartRefused(
-                f"leader and follower differ by more than {self.safety.max_start_gap:g} on {detail}: "
+                f"leader and follower differ too much to start on {detail}: "
                 "move the leader close to the follower's pose and start again"
             )
         self._origin = follow
@@ -72,10 +70,19 @@ class Teleop:
             raise RuntimeError("call start() before tick()")
         leader = self.leader.read()
         ramp = 1.0 if self.safety.ramp_s == 0 else min(1.0, tick.elapsed_s / self.safety.ramp_s)
-        target = self._origin + ramp * (leader.position - self._origin)
+        target = self.follower.space.interpolate(self._origin, leader.position, ramp)
         action = self.follower.write(self.filter(target, self._sent)).sent
         self._sent = action
         follower = self.follower.read()
         frames = self.cameras.frames_at(follower.timestamp_s)
         self.last = TeleopStep(tick=tick, leader=leader, action=action, follower=follower, frames=frames)
         return self.last
+
+
+def _gap(distance: Distance, lead: np.ndarray, follow: np.ndarray, follower: Rig, limit: float) -> str:
+    """`shoulder_lift leader -95.0 follower -55.0 deg (more than 25)`; a pose's gap as one distance."""
+    names = [j.name for j in follower.joints]
+    if distance.label in names:
+        i = names.index(distance.label)
+        return f"{distance.label} leader {lead[i]:.1f} follower {follow[i]:.1f} {distance.unit} (more than {limit:g})"
+    return f"{distance.label} {distance.value:.3g} {distance.unit} apart (more than {limit:g})"

@@ -57,7 +57,7 @@ def test_an_unsupported_baud_rate_lists_the_supported_ones(so100_yaml, write_rob
 
 def test_negative_safety_limits_are_rejected(so100_yaml, write_robot):
     so100_yaml["safety"]["max_step"] = -1
-    assert "key 'safety.max_step': Input should be greater than 0" in error_for(so100_yaml, write_robot)
+    assert "key 'safety.max_step': expected a number greater than 0" in error_for(so100_yaml, write_robot)
 
 
 def test_unknown_family_lists_the_known_ones(so100_yaml, write_robot):

@@ -11,12 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robot_runtime.policy.config import PolicyConfig
+from robot_runtime.policy.config import ActionSegment, PolicyConfig
 from robot_runtime.policy.images import letterbox
 from robot_runtime.policy.mapping import ActionWidthError, MappingError, PolicyIO, ReplyShapeError
 from robot_runtime.robot import JointSpec
 
 SOURCE = Path("/robots/lab_arm.yaml")
+RATE_HZ = 15.0
 SO_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 ALOHA_ARM = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper")
 CAMERAS = ("front", "wrist", "top")
@@ -47,7 +48,7 @@ def franka() -> tuple[list[JointSpec], list[str]]:
 
 def build(config: PolicyConfig, rig: tuple[list[JointSpec], list[str]], cameras: tuple[str, ...] = CAMERAS) -> PolicyIO:
     joints, names = rig
-    return PolicyIO.build(config, joints, names, cameras, SOURCE)
+    return PolicyIO.build(config, joints, names, cameras, SOURCE, rate_hz=RATE_HZ)
 
 
 def camera_images(height: int = 480, width: int = 640) -> dict[str, np.ndarray]:
@@ -212,7 +213,12 @@ def test_actions_undo_the_observation_units_for_any_order_scale_and_offset(
     scale = {n: data.draw(st.floats(0.01, 100).flatmap(lambda s: st.sampled_from([s, -s]))) for n in scaled}
     offset = {n: data.draw(st.floats(-100, 100)) for n in data.draw(st.lists(st.sampled_from(names), unique=True))}
     config = PolicyConfig(
-        preset=preset, joints=order, scale=scale, offset=offset, cameras={"image": "front"} if preset == "libero" else {}
+        preset=preset,
+        joints=order,
+        scale=scale,
+        offset=offset,
+        cameras={"image": "front"} if preset == "libero" else {},
+        actions=[ActionSegment(kind="absolute", count=8)],  # droid's own default reads velocities (test_policy_action_kinds)
     )
     io = PolicyIO.build(config, joints, names, ("front", "exterior_image_1_left"), SOURCE)
     state = np.array(data.draw(st.lists(st.floats(-180, 180), min_size=8, max_size=8)))
@@ -274,11 +280,21 @@ def test_replies_that_cannot_map_say_what_was_expected_and_what_came(shape: tupl
 
 
 def test_nan_passes_through_for_the_safety_filter_to_reject() -> None:
-    io = build(PolicyConfig(preset="droid", cameras={"exterior_image_1_left": "front"}), franka())
+    io = build(PolicyConfig(preset="libero", cameras={"image": "front"}), franka())
     reply = np.zeros((8, 8))
     reply[3, 2] = np.nan
     actions = io.actions(reply)
     assert np.isnan(actions[3, 2]) and np.isfinite(np.delete(actions.ravel(), 3 * 8 + 2)).all()
+
+
+def test_nan_in_droid_velocities_stays_in_every_target_integrated_from_it() -> None:
+    """DROID scales a velocity vector by its largest entry, so one NaN spoils its whole tick and every later one."""
+    io = build(PolicyConfig(preset="droid", cameras={"exterior_image_1_left": "front"}), franka())
+    reply = np.zeros((8, 8))
+    reply[3, 2] = np.nan
+    actions = io.actions(reply, np.zeros(8))
+    assert np.isnan(actions[3:, :7]).all()
+    assert np.isfinite(actions[:3]).all() and np.isfinite(actions[:, 7]).all()
 
 
 # -- configs that cannot map ---------------------------------------------------------------------

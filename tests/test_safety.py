@@ -52,8 +52,10 @@ def test_config_limits_must_name_a_joint_and_leave_a_range() -> None:
 
 def test_max_velocity_tightens_the_step_at_the_loop_rate() -> None:
     f = SafetyFilter.for_rig(RIG, SafetyConfig(max_step=8, max_velocity=60), rate_hz=30)
-    assert f.max_step == pytest.approx(2.0)
-    assert SafetyFilter.for_rig(RIG, SafetyConfig(max_step=1, max_velocity=60), rate_hz=30).max_step == 1
+    assert f.max_step == pytest.approx({"deg": 2.0, "percent": 2.0})
+    assert SafetyFilter.for_rig(RIG, SafetyConfig(max_step=1, max_velocity=60), rate_hz=30).max_step == {"deg": 1, "percent": 1}
+    per_unit = SafetyConfig(max_step={"deg": 8, "percent": 1}, max_velocity={"deg": 60, "percent": 300})
+    assert SafetyFilter.for_rig(RIG, per_unit, rate_hz=30).max_step == pytest.approx({"deg": 2.0, "percent": 1.0})
 
 
 @given(target=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=0, max_size=4))

@@ -52,7 +52,8 @@ def test_a_large_start_gap_is_refused_and_the_follower_never_moves_toward_the_le
         follower.write(offset)
         time.sleep(0.5)
         teleop = Teleop(session.leader, follower, config.safety, config.fps)
-        with pytest.raises(StartRefused, match=r"differ by more than 25 on shoulder_lift leader -95.0 follower -55.0 deg"):
+        refused = r"differ too much to start on shoulder_lift leader -95.0 follower -55.0 deg \(more than 25\)"
+        with pytest.raises(StartRefused, match=refused):
             teleop.start()
 
 
@@ -65,7 +66,8 @@ def test_the_safety_filter_bounds_each_step():
         sent = teleop.follower.read().position
         jump = sent + 50
         safe = teleop.filter(jump, sent)
-    assert np.allclose(np.abs(safe - sent), config.safety.max_step)
+    assert config.safety.max_step == 8  # degrees and percent alike
+    assert np.allclose(np.abs(safe - sent), 8)
     assert teleop.filter.interventions.step_clipped == 1
 
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import collections
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from robot_runtime.spaces import weighted_mean
 
 
 class Scheduling(enum.Enum):
@@ -62,16 +65,19 @@ class ChunkScheduler:
         actions_per_chunk: int | None = None,
         *,
         ensemble_m: float | None = None,
+        average: Callable[[np.ndarray, np.ndarray], np.ndarray] = weighted_mean,
         margin_ticks: int = 2,
         latency_window: int = 8,
     ) -> None:
         """`actions_per_chunk` None executes whole chunks; `ensemble_m` averages every chunk covering a
-        tick with weights exp(-m*i), i = 0 for the oldest (ACT's temporal ensembling)."""
+        tick with weights exp(-m*i), i = 0 for the oldest (ACT's temporal ensembling), with `average`
+        (the follower's `space.average` blends rotations on quaternions)."""
         if actions_per_chunk is not None and actions_per_chunk < 1:
             raise ValueError(f"actions per chunk must be at least 1, got {actions_per_chunk}")
         self.scheduling = scheduling
         self.actions_per_chunk = actions_per_chunk
         self.ensemble_m = ensemble_m
+        self.average = average
         self.margin_ticks = margin_ticks
         self.current: Chunk | None = None
         self._recent: collections.deque[Chunk] = collections.deque()
@@ -122,5 +128,5 @@ class ChunkScheduler:
         covering = [c for c in self._recent if c.obs_tick <= tick < c.obs_tick + c.horizon]
         weights = np.exp(-self.ensemble_m * np.arange(len(covering)))
         stacked = np.stack([c.actions[tick - c.obs_tick] for c in covering])
-        blended = weights @ stacked / weights.sum()
+        blended = self.average(stacked, weights)
         return Scheduled(blended, chunk.id, step, step, chunk.latency_s, blended=len(covering))

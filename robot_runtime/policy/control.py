@@ -20,7 +20,7 @@ from robot_runtime.policy.mapping import ActionWidthError
 from robot_runtime.policy.worker import Failure, Inference, InferenceWorker, Result, Snapshot
 from robot_runtime.rig import Rig
 from robot_runtime.robot import JointState
-from robot_runtime.safety import SafetyFilter, Watchdog
+from robot_runtime.safety import SafetyFilter, Watchdog, per_unit
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class PolicyControl:
         self.first_reply_s = first_reply_s
         self.request_timeout_s = request_timeout_s
         self.filter = SafetyFilter.for_rig(follower, safety, rate_hz)
+        self._approach_speed = per_unit(follower, safety.approach_speed, "safety.approach_speed")
         self.watchdog = Watchdog(safety.watchdog_s)
         self.stats = PolicyStats()
         self.phase = Phase.FIRST_CHUNK
@@ -246,8 +247,8 @@ class PolicyControl:
     def _begin_approach(self, chunk: Chunk, tick: int) -> None:
         assert self._sent is not None
         target = chunk.actions[0]
-        distance = float(np.max(np.abs(target - self._sent)))
-        seconds = max(self.safety.ramp_s, distance / self.safety.approach_speed)
+        distances = self.follower.space.distances(target, self._sent)
+        seconds = max([self.safety.ramp_s] + [d.value / self._approach_speed[d.unit] for d in distances])
         self._origin = self._sent
         self._approach = (tick, max(1, round(seconds * self.rate_hz)), target)
         # the first reply may include a compile
@@ -271,4 +272,4 @@ class PolicyControl:
             self.phase = Phase.POLICY
             self.watchdog.feed(tick.start_s)
         blend = 0.5 - 0.5 * np.cos(np.pi * s)
-        return self._origin + blend * (target - self._origin)
+        return self.follower.space.interpolate(self._origin, target, blend)

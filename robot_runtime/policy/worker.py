@@ -99,7 +99,7 @@ class InferenceWorker:
             try:
                 observation = self.io.observation(snapshot.state, snapshot.images, self.prompt)
                 reply = self.client.infer(observation, snapshot.timeout_s)
-                actions = self.io.actions(reply.actions)
+                actions = self.io.actions(reply.actions, snapshot.state)
                 infer_ms = reply.server_timing.get("infer_ms")
                 result: Result = Inference(
                     snapshot.tick, actions, self._clock() - snapshot.taken_s, None if infer_ms is None else float(infer_ms)
