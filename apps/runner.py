@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from apps.common import SimFault, console, print_error, print_warning, report, scheduled_faults, status_line
+from apps.common import SimFault, UsageError, console, print_error, print_warning, report, scheduled_faults, status_line
 from cameras.base import CameraError
 from recorders.dataset import DatasetError
 from recorders.video import VideoError
@@ -153,7 +153,7 @@ def _run(command: ControlCommand, config: RobotConfig, options: RunOptions, run_
             started = True
             _run_loop(command, session, loop, options, outcome, announcement)
             if not command.observe_only:
-                console.print("parking the follower and switching torque off ...")
+                console.print("parking the follower ...")  # then torque off, or holding where the arm holds itself
         saved, extra = command.finish(outcome)
     finally:
         if not started:  # refused or failed to start: the arms that connected were still stopped
@@ -209,6 +209,8 @@ def _run_loop(
             outcome.label = f"e-stop ({command.filter.estop_reason})"
     except KeyboardInterrupt:
         outcome.label = "interrupted (Ctrl-C)"
+    except UsageError:  # a --sim-fault naming nothing simulated: bad input, said as such (exit code 2); the arms still park
+        raise
     except Exception as exc:  # every failure still parks, reports and exits non-zero
         outcome.failure, outcome.label = exc, _label(exc)
         print_error(exc)  # at once: parking and the command's own wrap-up (commits) may take a while

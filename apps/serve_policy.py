@@ -11,9 +11,11 @@ import ipaddress
 import os
 from pathlib import Path
 
+import numpy as np
+
 from apps.common import UsageError, console, number, print_error
 from apps.run import API_KEY_ENV
-from robot_runtime.policy.served import EpisodePolicy, ScriptedPolicy
+from robot_runtime.policy.served import DeltaActions, EpisodePolicy, ScriptedPolicy, bool_mask
 from robot_runtime.policy.server import FAULT_KINDS, Fault, PerConnectionPolicy, PolicyServer
 from robot_runtime.policy.wire import DEFAULT_MAX_MESSAGE_BYTES, MIB
 
@@ -55,6 +57,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="with --script: the time step between the actions of a reply (default: 30)",
     )
     parser.add_argument(
+        "--deltas",
+        type=_mask,
+        metavar="MASK",
+        help="serve actions as deltas from each observation's state where openpi's make_bool_mask(MASK) is true, "
+        "e.g. 6,-1,6,-1 (joints or poses as deltas, grippers absolute)",
+    )
+    parser.add_argument(
         "--latency-ms",
         type=number(float, at_least=0),
         default=0.0,
@@ -94,7 +103,11 @@ def run(args: argparse.Namespace) -> int:
             f"--host {args.host} listens beyond this machine and needs --api-key (or ${API_KEY_ENV}): anyone who can "
             "connect would drive the arms of its clients; use --host 127.0.0.1 for this machine only"
         )
+    policy: PerConnectionPolicy
     policy, what = _policy(args)
+    if args.deltas is not None:
+        policy = DeltaActions(policy, args.deltas)
+        what += f", as deltas from the state where {args.deltas.astype(int).tolist()}"
     server = PolicyServer(
         policy,
         host=args.host,
@@ -133,7 +146,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _policy(args: argparse.Namespace) -> tuple[PerConnectionPolicy, str]:
+def _policy(args: argparse.Namespace) -> tuple[EpisodePolicy | ScriptedPolicy, str]:
     """The policy to serve and a few words on what it is."""
     if args.script:
         policy = ScriptedPolicy(args.horizon, args.fps, args.amplitude, args.period_s)
@@ -159,3 +172,10 @@ def _fault(text: str) -> Fault:
         return Fault.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _mask(text: str) -> np.ndarray:
+    try:
+        return bool_mask([int(part) for part in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected non-zero counts like 6,-1,6,-1 (openpi's make_bool_mask)") from None

@@ -1,6 +1,7 @@
 """`python -m benchmarks.run`: measure the bus, a missing motor, the teleop loop with and without cameras,
-recording, the policy client and chunk scheduling, the bimanual WidowX AI setup, and write docs/benchmarks.md.
-`--only record`, `--only policy` or `--only trossen` runs that section alone (and prints it).
+recording, the policy client and chunk scheduling, the bimanual WidowX AI and Flexiv setups, and write
+docs/benchmarks.md. `--only record`, `--only policy`, `--only trossen` or `--only flexiv` runs that section alone
+(and prints it).
 
 Everything is measured in one run on one machine and compared as ratios within it, because absolute
 numbers from a shared 2-core VM say little on their own. There are deliberately no pass/fail thresholds.
@@ -34,6 +35,7 @@ from benchmarks.bus_cycle import (
     bus_cycles,
     missing_motor,
 )
+from benchmarks.flexiv import flexiv_benchmark, flexiv_section
 from benchmarks.machine import Machine, describe_machine
 from benchmarks.policy import LATENCIES_MS, SCHEDULINGS, policy_benchmark, policy_section
 from benchmarks.record_run import loop_cells, record_benchmark, record_section
@@ -98,7 +100,12 @@ def bus_section(rows: list[CycleRow], cycles: int, warmup: int) -> list[str]:
         ("setup", "client and cycle", "cycles", "median ms", "p99 ms", "max ms", "CPU per cycle ms"),
         [
             (
-                r.setup, r.client, r.timing.samples, _ms(r.timing.median_ms), _ms(r.timing.p99_ms), _ms(r.timing.max_ms),
+                r.setup,
+                r.client,
+                r.timing.samples,
+                _ms(r.timing.median_ms),
+                _ms(r.timing.p99_ms),
+                _ms(r.timing.max_ms),
                 _ms(r.timing.cpu_per_call_ms),
             )
             for r in rows
@@ -199,8 +206,15 @@ def teleop_section(runs: list[TeleopRun], duration_s: float) -> list[str]:
         rows.append((run.label, *loop_cells(run.loop), cpu, run.outcome))
     out += _table(
         (
-            "run", "ticks", "achieved Hz", "period p50 / p99 / max ms", "lateness p50 / p99 ms", "late ticks", "missed deadlines",
-            "process CPU", "outcome",
+            "run",
+            "ticks",
+            "achieved Hz",
+            "period p50 / p99 / max ms",
+            "lateness p50 / p99 ms",
+            "late ticks",
+            "missed deadlines",
+            "process CPU",
+            "outcome",
         ),
         rows,
     )
@@ -298,9 +312,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--trossen-duration-s", type=float, default=12.0, help="--duration of each bi_widowxai teleop run (section 8)"
     )
     parser.add_argument("--trossen-samples", type=int, default=300, help="timed calls per rig call figure (section 8)")
+    parser.add_argument("--flexiv-duration-s", type=float, default=8.0, help="--duration of the bi_flexiv swing (section 9)")
+    parser.add_argument("--flexiv-samples", type=int, default=300, help="timed calls per in-process figure (section 9)")
     parser.add_argument(
         "--only",
-        choices=("record", "policy", "trossen"),
+        choices=("record", "policy", "trossen", "flexiv"),
         help="run only this section (after the machine); printed unless --output is given",
     )
     parser.add_argument("--output", type=Path, help=f"default: {OUTPUT.relative_to(OUTPUT.parent.parent)} (stdout with --only)")
@@ -316,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sections += _policy_section(args)
     if args.only in (None, "trossen"):
         sections += _trossen_section(args)
+    if args.only in (None, "flexiv"):
+        sections += _flexiv_section(args)
     elapsed_s = time.perf_counter() - start_s
 
     command = "python -m benchmarks.run" + (f" --only {args.only}" if args.only else "")
@@ -351,7 +369,11 @@ def _record_section(args: argparse.Namespace) -> list[str]:
     phase_s = args.record_episodes * (args.record_episode_s + args.record_reset_s)
     with console.status(f"recording (section 6): about {phase_s / 60:.0f} min of AV1, then H.264 and a teleop baseline ..."):
         record = record_benchmark(
-            args.record_episodes, args.record_episode_s, args.record_reset_s, args.record_h264_episodes, args.record_baseline_s,
+            args.record_episodes,
+            args.record_episode_s,
+            args.record_reset_s,
+            args.record_h264_episodes,
+            args.record_baseline_s,
             console.log,
         )
     return record_section(record)
@@ -374,6 +396,14 @@ def _trossen_section(args: argparse.Namespace) -> list[str]:
         "park), then rig calls ..."
     ):
         return trossen_section(trossen_benchmark(args.trossen_duration_s, args.trossen_samples, console.log))
+
+
+def _flexiv_section(args: argparse.Namespace) -> list[str]:
+    """Section 9: bi_flexiv taught a swing, then following it with cameras; tracking; per-tick costs in process."""
+    with console.status(
+        f"bimanual Flexiv (section 9): two runs of about {args.flexiv_duration_s:g} s, then {args.flexiv_samples} calls ..."
+    ):
+        return flexiv_section(flexiv_benchmark(args.flexiv_duration_s, args.flexiv_samples, console.log))
 
 
 def _loop_sections(args: argparse.Namespace) -> list[str]:

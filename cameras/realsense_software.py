@@ -166,6 +166,8 @@ class SoftwareRealSense:
         pixels_of = {rs.stream.color: _checked(image, (self.spec.height, self.spec.width, 3), np.uint8, "image")}
         if self.spec.depth:
             pixels_of[rs.stream.depth] = _checked(depth, (self.spec.depth_height, self.spec.depth_width), np.uint16, "depth")
+        with self._lock:  # listed before the SDK gets it: a reader may hold the frame before this thread runs again
+            self._pushed.append(PushedFrame(number, capture_s, timestamp_ms))
         for sensor, profile in self._streams:
             pixels = pixels_of[profile.stream_type()]
             bpp = pixels.strides[1]
@@ -181,8 +183,6 @@ class SoftwareRealSense:
             frame.frame_number = number
             frame.profile = profile
             sensor.on_video_frame(frame)
-        with self._lock:
-            self._pushed.append(PushedFrame(number, capture_s, timestamp_ms))
 
 
 def _video_stream(stream: rs.stream, fmt: rs.format, bpp: int, width: int, height: int, fps: int, uid: int) -> rs.video_stream:

@@ -85,7 +85,8 @@ class DemoConfig(StrictModel):
 class SimConfig(StrictModel):
     start_pose: dict[str, float]
     """Where simulated arms rest when the simulator starts (joint units, per joint name)."""
-    demo: DemoConfig
+    demo: DemoConfig | None = None
+    """What simulated leaders play; a setup without leaders has none."""
 
 
 class ArmEntry(StrictModel):
@@ -199,6 +200,8 @@ def load_robot_config(robot: str, overrides: Sequence[str] = ()) -> RobotConfig:
         parsed = RobotFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
+    if parsed.sim is not None and parsed.leaders and parsed.sim.demo is None:
+        raise ConfigError(f"{path}: key 'sim.demo': required when the setup has leaders (what the simulated leaders play)")
     followers = tuple(_arm_spec(path, "followers", i, "follower", e) for i, e in enumerate(parsed.followers))
     leaders = tuple(_arm_spec(path, "leaders", i, "leader", e) for i, e in enumerate(parsed.leaders))
     for key, arms in (("followers", followers), ("leaders", leaders)):

@@ -27,8 +27,10 @@ class ScriptedDemo:
 
     @classmethod
     def from_config(cls, sim: SimConfig, joints: Sequence[str]) -> ScriptedDemo:
-        """The robot config's `sim` section as vectors in the arm's joint order."""
+        """The robot config's `sim` section as vectors in the arm's joint order; without a demo, the start pose held."""
         start = pose_vector(sim.start_pose, joints, "sim.start_pose")
+        if sim.demo is None:  # a setup without leaders: its arms hold their start pose
+            return cls(start, start[np.newaxis], hold_s=0.0, segment_s=1.0)
         waypoints = np.array([pose_vector(w, joints, f"sim.demo.waypoints[{i}]") for i, w in enumerate(sim.demo.waypoints)])
         return cls(start, waypoints, hold_s=sim.demo.hold_s, segment_s=sim.demo.segment_s)
 

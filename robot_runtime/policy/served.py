@@ -139,3 +139,41 @@ def find_state(obs: dict) -> np.ndarray:
         f"no state in the observation: expected one of {', '.join(STATE_KEYS)} or both of {' + '.join(SPLIT_STATE_KEYS)}; "
         f"got {', '.join(map(str, obs)) or 'no keys'}"
     )
+
+
+def bool_mask(counts: list[int]) -> np.ndarray:
+    """openpi's make_bool_mask: `[6, -1, 6, -1]` is six True, one False, six True, one False."""
+    if not counts or 0 in counts:
+        raise ValueError(f"a mask is a list of non-zero counts like 6,-1,6,-1, not {counts}")
+    return np.concatenate([np.full(abs(n), n > 0) for n in counts])
+
+
+class DeltaActions:
+    """Another policy's absolute actions served as deltas from each observation's state on the values
+    `mask` marks: what a policy trained with openpi's DeltaActions and served without its AbsoluteActions
+    returns. The client adds the state back (`policy.actions` kind `delta`)."""
+
+    def __init__(self, policy: EpisodePolicy | ScriptedPolicy, mask: np.ndarray) -> None:
+        self.policy = policy
+        self.mask = mask
+        self.metadata = {**policy.metadata, "delta_mask": mask.tolist()}
+
+    def connection(self) -> _Deltas:
+        return _Deltas(self, self.policy.connection())
+
+
+class _Deltas:
+    def __init__(self, deltas: DeltaActions, absolute: _Replay | _Swing) -> None:
+        self.metadata = deltas.metadata
+        self._mask = deltas.mask
+        self._absolute = absolute
+
+    def infer(self, obs: dict) -> dict:
+        state = find_state(obs)
+        actions = self._absolute.infer(obs)["actions"]
+        if not len(state) == actions.shape[1] == len(self._mask):
+            raise ValueError(
+                f"deltas need a state as wide as the actions and the mask: state {len(state)}, actions {actions.shape[1]}, "
+                f"mask {len(self._mask)}"
+            )
+        return {"actions": actions - np.where(self._mask, state, 0.0)}
