@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import http.client
 import itertools
+import logging
 import socket
 import threading
 import time
@@ -26,6 +27,7 @@ from websockets.sync.server import ServerConnection
 from websockets.sync.server import serve as sync_serve
 
 from robot_runtime.policy.client import (
+    CONNECTION_LOG,
     PolicyClient,
     PolicyConnectionLost,
     PolicyError,
@@ -457,3 +459,12 @@ def test_hostile_replies_and_metadata_are_a_reply_or_a_one_line_policy_error_and
             finally:
                 policy.close()
         assert failure is None or "\n" not in str(failure)
+
+
+def test_data_arriving_after_the_client_closed_is_not_logged_as_an_internal_error() -> None:
+    """websockets logs it with a traceback from its receiving thread; the close was the client's own."""
+    def record(error: BaseException) -> logging.LogRecord:
+        return logging.LogRecord("ws", logging.ERROR, __file__, 1, "unexpected internal error", (), (type(error), error, None))
+
+    assert not CONNECTION_LOG.filter(record(EOFError("stream ended")))
+    assert CONNECTION_LOG.filter(record(RuntimeError("something else")))

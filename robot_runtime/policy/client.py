@@ -26,6 +26,16 @@ from robot_runtime.policy.wire import DEFAULT_MAX_MESSAGE_BYTES, WireError, Wire
 
 logger = logging.getLogger(__name__)
 
+
+def _not_a_read_after_close(record: logging.LogRecord) -> bool:
+    """websockets' receiving thread logs data that arrives after the stream was closed (the run closing the
+    connection mid-reply) as an internal error with a traceback; the close itself is this client's doing."""
+    return not (record.exc_info and isinstance(record.exc_info[1], EOFError))
+
+
+CONNECTION_LOG = logging.getLogger(f"{__name__}.connection")
+CONNECTION_LOG.addFilter(_not_a_read_after_close)
+
 DEFAULT_PORT = 8000
 """openpi's serve_policy.py port, used when a URL gives none (`wss://` keeps TLS's 443)."""
 CLOSE_TIMEOUT_S = 1.0
@@ -288,6 +298,7 @@ class PolicyClient:
                 additional_headers=self._headers or None,
                 open_timeout=self.connect_timeout_s,
                 close_timeout=CLOSE_TIMEOUT_S,
+                logger=CONNECTION_LOG,
             )
         except TimeoutError:
             sock.close()
