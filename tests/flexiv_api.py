@@ -19,6 +19,7 @@ import inspect
 import json
 import re
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -124,30 +125,8 @@ def _pybind_parameters(text: str) -> str:
     return f"({', '.join(parts)})"
 
 
-def _split_top_level(text: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    depth, quote = 0, ""
-    for char in text:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "\"'":
-            quote = char
-        elif char in "([{<":
-            depth += 1
-        elif char in ")]}>":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    if "".join(current).strip():
-        parts.append("".join(current).strip())
-    return parts
-
-
-def _top_level_default(text: str) -> str | None:
+def _top_level(text: str) -> Iterator[int]:
+    """Indexes of the characters outside brackets and quotes (brackets and quote marks themselves excluded)."""
     depth, quote = 0, ""
     for index, char in enumerate(text):
         if quote:
@@ -158,7 +137,20 @@ def _top_level_default(text: str) -> str | None:
             depth += 1
         elif char in ")]}>":
             depth -= 1
-        elif text.startswith(" = ", index) and depth == 0:
+        elif depth == 0:
+            yield index
+
+
+def _split_top_level(text: str) -> list[str]:
+    commas = [index for index in _top_level(text) if text[index] == ","]
+    bounds = zip([-1, *commas], [*commas, len(text)], strict=True)
+    parts = [text[start + 1 : end].strip() for start, end in bounds]
+    return parts[:-1] if parts and not parts[-1] else parts
+
+
+def _top_level_default(text: str) -> str | None:
+    for index in _top_level(text):
+        if text.startswith(" = ", index):
             return text[index + 3 :].strip()
     return None
 
