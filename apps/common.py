@@ -22,7 +22,7 @@ from rich.text import Text
 
 from cameras.camera_set import CameraSetStats
 from cameras.sim import SimCamera
-from robot_runtime.config import MAX_RATE_HZ, RobotConfig
+from robot_runtime.config import MAX_RATE_HZ, RobotConfig, builtin_robot_names
 from robot_runtime.loop import LoopStats
 from robot_runtime.policy.client import normalize_url
 from robot_runtime.session import Session
@@ -106,7 +106,8 @@ class SimFault:
 
 def add_robot_choice(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """--robot and --set: which setup, and per-run changes to it."""
-    parser.add_argument("--robot", required=required, help="built-in robot name (so100, so101, bi_so100) or path to a robot YAML")
+    builtin = ", ".join(builtin_robot_names())
+    parser.add_argument("--robot", required=required, help=f"built-in robot name ({builtin}) or path to a robot YAML")
     parser.add_argument(
         "--set",
         dest="overrides",

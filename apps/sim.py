@@ -10,13 +10,13 @@ from pathlib import Path
 from rich.table import Table
 
 from apps.common import add_robot_choice, console
-from robot_runtime.config import load_robot_config
+from robot_runtime.config import family_names, load_robot_config
 from robot_runtime.sim_serve import COMMANDS, FamilySimulation, serve_family
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("sim", help="serve a family's simulated arms on their real transports until Ctrl-C")
-    parser.add_argument("family", help="the hardware family to simulate: feetech, trossen")
+    parser.add_argument("family", help=f"the hardware family to simulate: {', '.join(family_names())}")
     add_robot_choice(parser)
     parser.add_argument(
         "--write-config", type=Path, metavar="PATH", help="also write the robot YAML pointed at the simulators (for --robot PATH)"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from cameras.base import Camera, CameraError, RawFrame
 from cameras.config import SimCameraConfig
@@ -26,12 +27,20 @@ ARM_COLOURS_RGB = ((230, 120, 40), (40, 140, 230), (80, 190, 90), (200, 70, 170)
 
 @dataclass(frozen=True)
 class SceneArm:
-    """One simulated arm as a camera sees it: its joint names and where its joints are right now."""
+    """One simulated arm as a camera sees it: where it is right now, and how to read its values."""
 
     label: str
-    joint_names: tuple[str, ...]
     pose: Callable[[], np.ndarray]
-    """Joint positions in the arm's units (degrees; the last joint is the gripper, 0-100 open)."""
+    """The arm's values now, in its units."""
+    degrees_per_unit: tuple[float, ...]
+    """Per value: 1 for degrees, 180/pi for radians, 0 for a value that is no angle (metres, percent)."""
+    gripper: tuple[float, float] | None = None
+    """The last value's range, closed to open, when the arm has a gripper."""
+    tcp: int | None = None
+    """Where a Cartesian tool pose starts among the values (x y z in metres, then a rotation vector): the
+    arm is drawn reaching for it rather than from joint angles."""
+    reach_m: float = 1.0
+    """How far from its base a tool pose can be: the drawing's scale."""
 
 
 class CameraFault(enum.Enum):
@@ -111,7 +120,7 @@ class SimCamera(Camera):
         height, width = image.shape[:2]
         for index, arm in enumerate(self.scene):
             base = (int(width * (index + 1) / (len(self.scene) + 1)), int(height * 0.92))
-            _draw_arm(image, base, arm.pose(), self.config.view_deg, ARM_COLOURS_RGB[index % len(ARM_COLOURS_RGB)])
+            _draw_arm(image, base, _sketch(arm, self.config.view_deg), ARM_COLOURS_RGB[index % len(ARM_COLOURS_RGB)])
         cv2.putText(image, self.name, (8, height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
         write_stamp(image, Stamp(number=number, capture_us=round(capture_s * 1e6)))
         return image
@@ -129,29 +138,69 @@ def _background(width: int, height: int) -> np.ndarray:
     return image
 
 
-def _draw_arm(image: np.ndarray, base: tuple[int, int], pose: np.ndarray, view_deg: float, colour: tuple[int, int, int]) -> None:
-    """A side view: the first joint turns the arm about the vertical (foreshortening), the next joints
-    bend a planar chain, the last joint opens the gripper."""
+@dataclass(frozen=True)
+class _Sketch:
+    """An arm in the image plane: link directions from the vertical, clockwise, and how open the gripper is."""
+
+    pan_rad: float
+    """About the vertical, seen from the camera: foreshortens the links."""
+    angles_rad: tuple[float, ...]
+    opening: float
+    """0 closed .. 1 open."""
+
+
+def _sketch(arm: SceneArm, view_deg: float) -> _Sketch:
+    values = arm.pose()
+    opening = 0.5
+    if arm.gripper is not None:
+        closed, wide = arm.gripper
+        opening = float(np.clip((values[-1] - closed) / (wide - closed), 0.0, 1.0))
+    if arm.tcp is not None:
+        return _reaching(values[arm.tcp : arm.tcp + 6], arm.reach_m, view_deg, opening)
+    angles_deg = [float(v) * k for v, k in zip(values, arm.degrees_per_unit, strict=True) if k]
+    pan_rad = math.radians(angles_deg[0] + view_deg)
+    bends = [math.radians(a) for a in angles_deg[1 : 1 + len(LINK_LENGTHS)]]
+    bends += [0.0] * (len(LINK_LENGTHS) - len(bends))
+    return _Sketch(pan_rad, tuple(itertools.accumulate(bends)), opening)
+
+
+def _reaching(pose: np.ndarray, reach_m: float, view_deg: float, opening: float) -> _Sketch:
+    """Upper arm and forearm bent (elbow up) so the wrist is at the tool position, the last link along the
+    tool's z axis, all seen from `view_deg` about the vertical."""
+    view_rad = math.radians(view_deg)
+    scale = sum(LINK_LENGTHS[:2]) / reach_m
+    across = (float(pose[0]) * math.cos(view_rad) + float(pose[1]) * math.sin(view_rad)) * scale
+    up = float(pose[2]) * scale
+    upper, fore = LINK_LENGTHS[:2]
+    distance = min(math.hypot(across, up), (upper + fore) * 0.999)
+    elbow = math.acos(np.clip((upper**2 + fore**2 - distance**2) / (2 * upper * fore), -1.0, 1.0))
+    towards = math.atan2(across, up)  # from the vertical, clockwise as the image shows it
+    lean = math.acos(np.clip((upper**2 + distance**2 - fore**2) / (2 * upper * max(distance, 1e-9)), -1.0, 1.0))
+    shoulder = towards - lean
+    tool_z = Rotation.from_rotvec(pose[3:6]).as_matrix()[:, 2]
+    tool_across = tool_z[0] * math.cos(view_rad) + tool_z[1] * math.sin(view_rad)
+    wrist = math.atan2(tool_across, tool_z[2])
+    return _Sketch(0.0, (shoulder, shoulder + math.pi - elbow, wrist), opening)
+
+
+def _draw_arm(image: np.ndarray, base: tuple[int, int], sketch: _Sketch, colour: tuple[int, int, int]) -> None:
+    """A side view: the links in turn from the base, foreshortened by the pan, then the gripper's fingers."""
     height = image.shape[0]
-    pan_rad = math.radians(float(pose[0]) + view_deg)
-    bends = [math.radians(float(a)) for a in pose[1:-1][: len(LINK_LENGTHS)]]
-    opening = float(np.clip(pose[-1], 0, 100)) / 100
     x, y = float(base[0]), float(base[1])
     cv2.rectangle(image, (int(x) - 30, int(y)), (int(x) + 30, int(y) + 12), (60, 60, 60), -1)
-    angle = math.pi / 2  # straight up
     points = [(x, y)]
-    for length, bend in zip(LINK_LENGTHS, bends + [0.0] * (len(LINK_LENGTHS) - len(bends)), strict=True):
-        angle -= bend
-        x += math.cos(angle) * length * height * math.cos(pan_rad)
-        y -= math.sin(angle) * length * height
+    for length, angle in zip(LINK_LENGTHS, sketch.angles_rad, strict=True):
+        x += math.sin(angle) * length * height * math.cos(sketch.pan_rad)
+        y -= math.cos(angle) * length * height
         points.append((x, y))
     pixels = [(int(px), int(py)) for px, py in points]
     for start, end in itertools.pairwise(pixels):
         cv2.line(image, start, end, colour, 10, cv2.LINE_AA)
     for point in pixels[:-1]:
         cv2.circle(image, point, 8, (235, 235, 235), -1, cv2.LINE_AA)
-    tip, reach_px, spread_px = pixels[-1], 0.06 * height, 4 + 14 * opening
-    ahead = (math.cos(angle) * math.cos(pan_rad), -math.sin(angle))
+    last = sketch.angles_rad[-1]
+    tip, reach_px, spread_px = pixels[-1], 0.06 * height, 4 + 14 * sketch.opening
+    ahead = (math.sin(last) * math.cos(sketch.pan_rad), -math.cos(last))
     normal = (-ahead[1], ahead[0])
     for side in (-1, 1):
         finger = (

@@ -256,9 +256,14 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"not valid YAML: {' '.join(str(exc).split())}"
 
 
+def family_names() -> list[str]:
+    """The arm families: the packages under drivers/."""
+    return sorted(m.name for m in pkgutil.iter_modules(drivers.__path__) if m.ispkg)
+
+
 def load_family(name: str) -> ArmFamily:
     """Import `drivers.<name>` and return its FAMILY: a new arm family is a new folder, nothing else."""
-    known = sorted(m.name for m in pkgutil.iter_modules(drivers.__path__) if m.ispkg)
+    known = family_names()
     if name not in known:
         raise ValueError(f"unknown arm family {name!r} (known: {', '.join(known)})")
     family = getattr(importlib.import_module(f"drivers.{name}"), "FAMILY", None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from cameras.sim import SceneArm, SimCamera
 from robot_runtime.config import ArmSpec, RobotConfig
 from robot_runtime.family import SimulatedArm
 from robot_runtime.rig import Rig, stop_rigs
-from robot_runtime.robot import StopReport
+from robot_runtime.robot import Arm, StopReport
 from robot_runtime.run_evidence import RunLog, RunMarker, arm_key, arm_name, unsafe_ends
 from robot_runtime.sim_client import Simulators
 
@@ -88,13 +89,14 @@ open `s.cameras`."""
             self.simulated = self._simulators.arms
             self.config = config = self._simulators.config  # from here on, exactly what a user's config pointed at devices is
         followers, leaders = config.followers, (config.leaders if self.with_leaders else ())
+        follower = _built(followers, "follower")
         if self.with_cameras and config.cameras:
-            self.cameras = CameraSet(self._cameras(followers), config.camera_selection)
+            self.cameras = CameraSet(self._cameras(follower), config.camera_selection)
             self._stack.enter_context(self.cameras)
         self._stack.callback(self._close_rigs)  # before any rig connects: a half-connected rig is still stopped
         if leaders:
-            self.leader = self._rig(leaders, "leader")
-        self.follower = self._rig(followers, "follower", observe_only=self.observe_only)
+            self.leader = self._connected(_built(leaders, "leader"))
+        self.follower = self._connected(follower, observe_only=self.observe_only)
 
     def _mark(self, config: RobotConfig) -> None:
         """Tell of earlier runs that left the arms to open without a safe stop, then mark those this run
@@ -107,18 +109,19 @@ open `s.cameras`."""
         arms = {arm_key(spec, simulated=self.sim): arm_name(spec, simulated=self.sim) for spec in driven}
         self.marker = RunMarker.create(self.run_log, arms)
 
-    def _cameras(self, followers: tuple[ArmSpec, ...]) -> dict[str, Camera]:
+    def _cameras(self, follower: Rig) -> dict[str, Camera]:
         """The configured cameras, or with --sim simulated ones in the same modes viewing the followers."""
         if not self.sim:
             return {name: build_camera(name, camera) for name, camera in self.config.cameras.items()}
-        scene = tuple(SceneArm(s.label, self.simulated[s.label].joint_names, self.simulated[s.label].pose) for s in followers)
+        labels = [spec.label for spec in self.config.followers]
+        arms = zip(labels, follower.arms.values(), strict=True)
+        scene = tuple(_scene_arm(label, arm, self.simulated[label]) for label, arm in arms)
         return {
             name: SimCamera(name, as_simulated(camera, view_deg=_view_deg(index)), scene)
             for index, (name, camera) in enumerate(self.config.cameras.items())
         }
 
-    def _rig(self, arms: tuple[ArmSpec, ...], role: str, observe_only: bool = False) -> Rig:
-        rig = Rig({spec.prefix: spec.family.build(spec.config, spec.label) for spec in arms}, name=role)
+    def _connected(self, rig: Rig, observe_only: bool = False) -> Rig:
         self._rigs.insert(0, rig)  # listed before connecting, so a half-connected rig is still stopped; followers report first
         rig.connect(observe_only=observe_only)
         return rig
@@ -134,6 +137,28 @@ open `s.cameras`."""
     @property
     def stopped_safely(self) -> bool:
         return all(r.torque_safe for r in self.stop_reports)
+
+
+def _built(arms: tuple[ArmSpec, ...], role: str) -> Rig:
+    return Rig({spec.prefix: spec.family.build(spec.config, spec.label) for spec in arms}, name=role)
+
+
+def _scene_arm(label: str, arm: Arm, simulated: SimulatedArm) -> SceneArm:
+    """How a simulated camera reads the arm's values: from their units, and its pose if it is driven in Cartesian space."""
+    per_unit = {"deg": 1.0, "rad": math.degrees(1.0)}
+    last = arm.joints[-1]
+    in_pose = any(pose.start <= len(arm.joints) - 1 < pose.start + 6 for pose in arm.poses)
+    gripper = (last.lower, last.upper) if last.unit in ("percent", "m") and not in_pose else None
+    tcp = arm.poses[0] if arm.poses else None
+    reach_m = max(max(abs(j.lower), abs(j.upper)) for j in arm.joints[tcp.position]) if tcp is not None else 1.0
+    return SceneArm(
+        label,
+        simulated.pose,
+        tuple(per_unit.get(j.unit, 0.0) for j in arm.joints),
+        gripper,
+        tcp.start if tcp is not None else None,
+        reach_m,
+    )
 
 
 def _view_deg(index: int) -> float:

@@ -135,6 +135,41 @@ def test_sync_write_still_reaches_the_others_when_one_motor_is_gone(so_bus, so_b
     assert so_bus.read("Torque_Enable", "gripper") == 1
 
 
+def test_a_read_cut_short_by_ctrl_c_leaves_the_next_writes_going_out(so_bus, monkeypatch):
+    """The parking move after a Ctrl-C that landed mid-read is made of writes, which get no reply to fail by."""
+    port = so_bus._port
+    read_port = port.readPort
+
+    def interrupted(length: int) -> bytes:
+        monkeypatch.setattr(port, "readPort", read_port)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(port, "readPort", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        so_bus.sync_read("Present_Position")
+    so_bus.sync_write("Torque_Enable", {m.name: 1 for m in SO_MOTORS})
+    assert so_bus.sync_read("Torque_Enable") == {m.name: 1 for m in SO_MOTORS}, "the cut-short read's replies are not taken"
+
+
+def test_a_reply_of_another_length_is_never_taken_for_the_register_asked(so_bus, so_bus_sim, monkeypatch):
+    """A late two-byte position reply from the same motor must not pass for a one-byte read."""
+    position_reply = so_bus_sim.servo(6).read(REGISTERS["Present_Position"].address, 2)
+    gripper = so_bus_sim.servo(6)
+    real_read = gripper.read
+    monkeypatch.setattr(gripper, "read", lambda address, length: position_reply if length == 1 else real_read(address, length))
+    with pytest.raises(BusError, match=r"motor 6 .*gripper.* sent corrupted replies"):
+        so_bus.read("Torque_Enable", "gripper")
+    with pytest.raises(BusError, match="sent corrupted replies"):
+        so_bus.sync_read("Torque_Enable")
+
+
+def test_a_write_the_port_cannot_send_is_an_error(so_bus, monkeypatch):
+    monkeypatch.setattr(so_bus._port, "writePort", lambda packet: 0)
+    sent = r"cannot send Goal_Position to shoulder_pan, .*gripper on .*: \[TxRxResult\] Failed transmit"
+    with pytest.raises(BusError, match=sent):
+        so_bus.sync_write("Goal_Position", {m.name: 2048 for m in SO_MOTORS})
+
+
 def test_a_wrong_model_number_is_named(so_bus, so_bus_sim):
     so_bus_sim.servo(3)._set("Model_Number", 1234)
     with pytest.raises(BusError, match=r"motor 3 \(elbow_flex\) .* reports model 1234, expected 777"):

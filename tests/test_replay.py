@@ -34,11 +34,12 @@ def test_replay_plays_every_recorded_action_and_the_follower_tracks_them(recorde
     result = cli("replay", "--robot", "so100", "--sim", "--dataset", str(recorded), "--episode", "0", "--stats-json", str(stats))
     assert result.returncode == 0, result.stderr
     out = json.loads(stats.read_text())
-    assert out["frames replayed"] == "60 / 60"
+    actions = DatasetReader(recorded).episode(0).actions
+    assert len(actions) > 30, "2 s at 30 fps: a busy computer may have skipped a few ticks, not half"
+    assert out["frames replayed"] == f"{len(actions)} / {len(actions)}"
     assert out["safety_interventions"]["rejected"] == 0
     assert out["stop"][0]["torque_safe"]
     errors = [float(part.split()[-1]) for part in out["max tracking error"].split(", ")]
-    actions = DatasetReader(recorded).episode(0).actions
     assert len(errors) == actions.shape[1]
     assert max(errors) < 10.0, out["max tracking error"]  # degrees; the simulated servos follow within a tick or two
     assert np.ptp(actions, axis=0).max() > 10.0, "the episode should move the arm"

@@ -13,7 +13,7 @@ import pytest
 from cameras.base import CameraStaleError, Frame
 from cameras.camera_set import CameraSet
 from cameras.config import SimCameraConfig
-from cameras.sim import SceneArm, SimCamera
+from cameras.sim import LINK_LENGTHS, SceneArm, SimCamera
 from cameras.stamp import read_stamp
 
 
@@ -24,8 +24,8 @@ class MovableArm:
         self.pose = np.array([0.0, -30.0, 40.0, 30.0, 0.0, 50.0])
 
     def scene(self) -> tuple[SceneArm, ...]:
-        names = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
-        return (SceneArm("follower", names, self.current_pose),)
+        """Five joints in degrees and a gripper in percent, as an SO-100 reports them."""
+        return (SceneArm("follower", self.current_pose, (1.0,) * 5 + (0.0,), gripper=(0.0, 100.0)),)
 
     def current_pose(self) -> np.ndarray:
         return self.pose.copy()
@@ -112,6 +112,47 @@ def test_the_picture_follows_the_arm():
     changed = np.any(before != after, axis=2)
     assert changed.mean() > 0.01  # the arm moved across the picture
     assert not changed[-40:, :].all()  # not a different picture altogether
+
+
+def picture(*arms: SceneArm, view_deg: float = 0.0) -> np.ndarray:
+    return SimCamera("front", SimCameraConfig(type="sim", view_deg=view_deg), arms).render(1.0, 0)
+
+
+def fixed(values) -> Callable[[], np.ndarray]:
+    return lambda: np.array(values, dtype=np.float64)
+
+
+def test_an_arm_in_radians_and_metres_is_drawn_as_the_same_arm_in_degrees_and_percent():
+    joints_deg = [20.0, -30.0, 45.0, 10.0, 0.0]
+    degrees = SceneArm("a", fixed([*joints_deg, 75.0]), (1.0,) * 5 + (0.0,), gripper=(0.0, 100.0))
+    in_radians = fixed([*np.radians(joints_deg), 0.033])
+    radians = SceneArm("a", in_radians, (np.degrees(1.0),) * 5 + (0.0,), gripper=(0.0, 0.044))
+    misread = SceneArm("a", in_radians, (1.0,) * 5 + (0.0,), gripper=(0.0, 0.044))
+    assert np.array_equal(picture(radians), picture(degrees))
+    assert not np.array_equal(picture(misread), picture(degrees))  # read as degrees, the same values are another pose
+
+
+def tool_arm(x_m: float, z_m: float, rotvec=(np.pi, 0.0, 0.0)) -> SceneArm:
+    """A Cartesian arm: TCP x y z in metres, a rotation vector, and a gripper width in metres."""
+    units = (0.0, 0.0, 0.0, np.degrees(1.0), np.degrees(1.0), np.degrees(1.0), 0.0)
+    return SceneArm("a", fixed([x_m, 0.0, z_m, *rotvec, 0.05]), units, gripper=(0.0, 0.1), tcp=0, reach_m=1.0)
+
+
+@pytest.mark.parametrize(("x_m", "z_m"), [(0.4, 0.3), (-0.25, 0.5), (0.1, 0.15)])
+def test_an_arm_driven_in_cartesian_space_is_drawn_with_its_wrist_at_the_tool_position(x_m, z_m):
+    image = picture(tool_arm(x_m, z_m))
+    height, width = image.shape[:2]
+    scale_px_per_m = (LINK_LENGTHS[0] + LINK_LENGTHS[1]) * height  # the wrist reaches 1 m (reach_m) at full stretch
+    wrist = (round(width / 2 + x_m * scale_px_per_m), round(height * 0.92 - z_m * scale_px_per_m))
+    assert np.all(image[wrist[1], wrist[0]] >= 200), "the wrist joint's light disc is where the tool is"
+    assert not np.array_equal(image, picture(tool_arm(x_m, z_m), view_deg=60.0)), "another side sees it foreshortened"
+
+
+def test_the_tool_s_orientation_turns_its_fingers():
+    down, forward = picture(tool_arm(0.4, 0.3)), picture(tool_arm(0.4, 0.3, rotvec=(0.0, np.pi / 2, 0.0)))
+    assert not np.array_equal(down, forward)
+    flipped = picture(tool_arm(0.4, 0.3, rotvec=(-np.pi, 0.0, 0.0)))
+    assert np.array_equal(down, flipped), "the same rotation either side of the flip"
 
 
 def test_a_stalled_camera_stays_connected_but_goes_stale_and_is_named():

@@ -26,6 +26,7 @@ from cli import WIDE, robot_cli, run_cli
 from drivers.feetech.bus import FeetechBus
 from drivers.feetech.config import FeetechArmConfig
 from drivers.feetech.models import SO_MOTORS
+from drivers.feetech.sim_setup import SIMULATED_REPLY_TIMEOUT_MS
 from robot_runtime.config import load_robot_config
 from robot_runtime.demo import Demonstration, ScriptedDemo
 from robot_runtime.session import Session
@@ -149,16 +150,19 @@ def test_sim_feetech_announces_each_arm_then_the_overrides_then_ready():
         assert list(sim.arms) == ["follower", "leader"]
         assert all(re.fullmatch(r"/dev/pts/\d+", port) for port in sim.arms.values()), sim.arms
         keys = [word.removeprefix("--set=").split("=")[0] for word in sim.overrides]
-        assert keys == ["followers.0.port", "followers.0.calibration_dir", "leaders.0.port", "leaders.0.calibration_dir"]
+        settings = ("port", "calibration_dir", "reply_timeout_ms")
+        assert keys == [f"{arm}.{setting}" for arm in ("followers.0", "leaders.0") for setting in settings]
         assert f"--set=followers.0.port={sim.arms['follower']}" in sim.overrides
 
 
-def test_the_overrides_point_the_config_at_the_buses_and_the_driver_connects_with_its_real_timeout():
+def test_the_overrides_point_the_config_at_the_buses_and_give_them_a_simulator_s_reply_timeout():
     with serve("feetech", "so100") as sim:
         config = load_robot_config("so100", [word.removeprefix("--set=") for word in sim.overrides])
         (follower,) = config.followers
         assert isinstance(follower.config, FeetechArmConfig) and config.sim is not None
-        assert follower.config.port == sim.arms["follower"] and follower.config.reply_timeout_ms == 5
+        assert follower.config.port == sim.arms["follower"]
+        device_timeout_ms = FeetechArmConfig.model_fields["reply_timeout_ms"].default
+        assert follower.config.reply_timeout_ms == SIMULATED_REPLY_TIMEOUT_MS > device_timeout_ms
         arm = follower.family.build(follower.config, "follower")
         arm.connect(observe_only=True)  # checks every motor and the calibration the overrides name
         try:
@@ -266,7 +270,7 @@ def test_sim_of_a_family_the_robot_does_not_have_is_a_clear_error():
 # -- `--sim`: the same processes, the config pointed at them -----------------------------------------
 
 
-def test_under_sim_the_arms_are_reached_through_simulator_processes_with_the_real_reply_timeout():
+def test_under_sim_the_arms_are_reached_through_simulator_processes_with_a_simulator_s_reply_timeout():
     config = load_robot_config("so100")
     with Session(config, sim=True, with_cameras=False) as session:
         simulators = simulator_processes(os.getpid())
@@ -275,7 +279,7 @@ def test_under_sim_the_arms_are_reached_through_simulator_processes_with_the_rea
         assert isinstance(simulated.config, FeetechArmConfig) and isinstance(config.followers[0].config, FeetechArmConfig)
         assert config.sim is not None
         assert simulated.config.port == simulated.address and re.fullmatch(r"/dev/pts/\d+", simulated.address)
-        assert simulated.config.reply_timeout_ms == config.followers[0].config.reply_timeout_ms == 5
+        assert simulated.config.reply_timeout_ms == SIMULATED_REPLY_TIMEOUT_MS > config.followers[0].config.reply_timeout_ms
         expected = [config.sim.start_pose[name] for name in simulated.joint_names]
         assert np.allclose(session.follower.read().position, expected, atol=0.5)
         assert np.allclose(simulated.pose(), expected, atol=0.5), "the pose shared by the simulator process"

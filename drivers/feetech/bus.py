@@ -145,6 +145,8 @@ class FeetechBus:
         self._port = BoundedPortHandler(port, reply_timeout_ms)
         self._packets = scs.PacketHandler(0)
         self._lock = threading.Lock()
+        self._cut_short = False
+        """Whether the last exchange ended in an exception (Ctrl-C during a read): its replies may come late."""
         self.is_open = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -188,14 +190,14 @@ class FeetechBus:
     def set_baudrate(self, baud_bps: int) -> None:
         """Switch the open port to another line speed, to reach motors set to it."""
         _check_sdk_baud(baud_bps)
-        with self._lock, self._io_errors():
+        with self._exchange():
             if not self._port.setBaudRate(baud_bps):  # the SDK reopens the port at the new speed
                 raise BusError(f"cannot set {baud_bps} baud on {self.port}")
         self.baudrate = baud_bps
 
     def ping(self, motor_id: int) -> bool:
         """Whether a motor with this id answers at the current baud rate (with retries)."""
-        with self._lock, self._io_errors():
+        with self._exchange():
             for _ in range(self.retries + 1):
                 try:
                     _, result, _ = self._packets.ping(self._port, motor_id)
@@ -217,16 +219,11 @@ class FeetechBus:
         transfer_ms = self._port.tx_time_per_byte * PING_STATUS_BYTES * BROADCAST_PING_REPLIES
         window_ms = (self.retries + 1) * self._port.reply_timeout_ms + transfer_ms + BROADCAST_PING_STAGGER_MS
         received = bytearray()
-        with self._lock, self._io_errors():
-            try:
-                result = self._packets.txPacket(self._port, packet)
-                if result != scs.COMM_SUCCESS:
-                    raise BusError(f"cannot send a broadcast ping on {self.port}: {self._packets.getTxRxResult(result)}")
-                self._port.setPacketTimeoutMillis(window_ms)
-                while not self._port.isPacketTimeout():  # readPort blocks until bytes come or the window ends
-                    received += self._port.readPort(PING_STATUS_BYTES * BROADCAST_PING_REPLIES)
-            finally:
-                self._port.is_using = False
+        with self._exchange():
+            self._sent(self._packets.txPacket(self._port, packet), "a broadcast ping")
+            self._port.setPacketTimeoutMillis(window_ms)
+            while not self._port.isPacketTimeout():  # readPort blocks until bytes come or the window ends
+                received += self._port.readPort(PING_STATUS_BYTES * BROADCAST_PING_REPLIES)
         ids, garbled = _status_ids(bytes(received))
         return PingScan(self.baudrate, ids, garbled)
 
@@ -268,8 +265,8 @@ class FeetechBus:
         group = scs.GroupSyncWrite(self._port, self._packets, reg.address, reg.size)
         for name, value in values.items():
             group.addParam(self._motor(name).id, list(to_wire(reg, value).to_bytes(reg.size, "little")))
-        with self._lock, self._io_errors():
-            group.txPacket()
+        with self._exchange():
+            self._sent(group.txPacket(), f"{register} to {', '.join(values)}")
 
     def read(self, register: str, name: str) -> int:
         return self.read_by_id(register, self._motor(name).id)
@@ -279,9 +276,10 @@ class FeetechBus:
         reg = REGISTERS[register]
 
         def once() -> dict[int, bytes]:
-            data, result, error = self._packets.readTxRx(self._port, motor_id, reg.address, reg.size)
-            self._check(motor_id, result, error, data, reg.size)
-            return {motor_id: bytes(data)}
+            result = self._packets.readTx(self._port, motor_id, reg.address, reg.size)
+            if result != scs.COMM_SUCCESS:
+                raise _Failure(motor_id, result, 0)
+            return {motor_id: self._reply(motor_id, reg.size)}
 
         data = self._with_retries(once, [motor_id], f"read of {register}")[motor_id]
         return from_wire(reg, _le(data, 0, reg.size))
@@ -327,12 +325,20 @@ class FeetechBus:
         result = self._packets.syncReadTx(self._port, address, length, ids, len(ids))
         if result != scs.COMM_SUCCESS:
             raise _Failure(ids[0], result, 0)
-        out: dict[int, bytes] = {}
-        for motor_id in ids:
-            data, result, error = self._packets.readRx(self._port, motor_id, length)
-            self._check(motor_id, result, error, data, length)
-            out[motor_id] = bytes(data)
-        return out
+        return {motor_id: self._reply(motor_id, length) for motor_id in ids}
+
+    def _reply(self, motor_id: int, length: int) -> bytes:
+        """The data of the motor's next status packet. The SDK's readers slice out `length` bytes whatever the
+        packet holds, so a late reply to another read (two position bytes for a one-byte torque read) would
+        pass; its declared length must match."""
+        while True:
+            packet, result = self._packets.rxPacket(self._port)
+            if result != scs.COMM_SUCCESS or packet[scs.PKT_ID] == motor_id:
+                break
+        self._check(motor_id, result, packet[scs.PKT_ERROR] if result == scs.COMM_SUCCESS else 0)
+        if packet[scs.PKT_LENGTH] != length + 2:  # error byte, data, checksum
+            raise _Failure(motor_id, scs.COMM_RX_CORRUPT, 0)
+        return bytes(packet[scs.PKT_PARAMETER0 : scs.PKT_PARAMETER0 + length])
 
     def _with_retries(self, once, ids: list[int], what: str):
         """`once` with the bus's retries. When they all time out, every motor is pinged: a missing one is
@@ -342,7 +348,7 @@ class FeetechBus:
         corrupt: _Failure | None = None
         for _round in range(2):
             for _ in range(self.retries + 1):
-                with self._lock, self._io_errors():
+                with self._exchange():
                     try:
                         return once()
                     except (_Failure, IndexError) as exc:  # IndexError: the SDK parsed a reply too short for it
@@ -380,11 +386,9 @@ class FeetechBus:
             silent = [i for i in silent if not self.ping(i)]
         return tuple(silent)
 
-    def _check(self, motor_id: int, result: int, error: int, data: list[int] | None = None, length: int = 0) -> None:
+    def _check(self, motor_id: int, result: int, error: int) -> None:
         if result != scs.COMM_SUCCESS or error:
             raise _Failure(motor_id, result, error)
-        if data is not None and len(data) != length:  # a short reply: another instruction's answer
-            raise _Failure(motor_id, scs.COMM_RX_CORRUPT, 0)
 
     def _recover(self) -> None:
         """Make the port usable after a failed exchange: late replies must not answer the next one."""
@@ -431,11 +435,27 @@ class FeetechBus:
         return list(self.motors) if names is None else [self._motor(n) for n in names]
 
     @contextlib.contextmanager
-    def _io_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except (OSError, termios.error, serial.SerialException) as exc:  # termios.error: the device went away
-            raise BusError(f"serial port {self.port} failed: {exc}: check that the USB cable is still plugged in") from exc
+    def _exchange(self) -> Iterator[None]:
+        """One exchange at a time on the port. The lock is what keeps them apart: the SDK's own in-use flag
+        stays set when an exchange is cut short (Ctrl-C during a read), and the SDK would then refuse every
+        later instruction as "port busy", a refusal a write gets no reply to notice by."""
+        with self._lock:
+            self._port.is_using = False
+            if self._cut_short:
+                self._recover()  # the replies to an exchange cut short may still be on their way
+            self._cut_short = True
+            try:
+                yield
+            except (OSError, termios.error, serial.SerialException) as exc:  # termios.error: the device went away
+                raise BusError(f"serial port {self.port} failed: {exc}: check that the USB cable is still plugged in") from exc
+            else:
+                self._cut_short = False
+            finally:
+                self._port.is_using = False
+
+    def _sent(self, result: int, what: str) -> None:
+        if result != scs.COMM_SUCCESS:
+            raise BusError(f"cannot send {what} on {self.port}: {self._packets.getTxRxResult(result)}")
 
 
 class _Failure(Exception):

@@ -34,6 +34,13 @@ SIM_CALIBRATION: dict[str, tuple[int, int, int]] = {
     "gripper": (1500, 2000, 3400),
 }
 
+SIMULATED_REPLY_TIMEOUT_MS = 100.0
+"""A servo answers within microseconds; a simulated one answers from a process that shares this computer's
+cores with the command and whatever else runs. Beside two CPU hogs and a test session, a high-priority
+process saw this whole machine pause for up to 0.4 s, and a simulated bus left 5 ms tries unanswered for
+0.26 s. The pointed config allows the longest wait the driver accepts, as it would for a slow adapter:
+a missing motor is then named after about a second instead of 0.2 s."""
+
 
 def simulate(arms: Sequence[ArmSpec], sim: SimConfig, stack: contextlib.ExitStack) -> list[SimulatedArm]:
     """One simulator per arm, its servos holding a calibration that is also written as LeRobot JSON."""
@@ -69,7 +76,13 @@ def _simulate_arm(spec: ArmSpec, sim: SimConfig, stack: contextlib.ExitStack, ca
         by_name[joint].inject(Fault(fault))
 
     return SimulatedArm(
-        config=config.model_copy(update={"port": path, "calibration_dir": calibration_dir}),
+        config=config.model_copy(
+            update={
+                "port": path,
+                "calibration_dir": calibration_dir,
+                "reply_timeout_ms": max(config.reply_timeout_ms, SIMULATED_REPLY_TIMEOUT_MS),
+            }
+        ),
         address=path,
         inject=inject,
         faults=tuple(f.value for f in Fault),
