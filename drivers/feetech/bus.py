@@ -276,9 +276,7 @@ class FeetechBus:
         reg = REGISTERS[register]
 
         def once() -> dict[int, bytes]:
-            result = self._packets.readTx(self._port, motor_id, reg.address, reg.size)
-            if result != scs.COMM_SUCCESS:
-                raise _Failure(motor_id, result, 0)
+            self._check(motor_id, self._packets.readTx(self._port, motor_id, reg.address, reg.size), 0)
             return {motor_id: self._reply(motor_id, reg.size)}
 
         data = self._with_retries(once, [motor_id], f"read of {register}")[motor_id]
@@ -322,9 +320,7 @@ class FeetechBus:
 
     def _sync_read_once(self, address: int, length: int, ids: list[int]) -> dict[int, bytes]:
         # GroupSyncRead drops each reply's error byte, so the reply loop uses the SDK's primitives.
-        result = self._packets.syncReadTx(self._port, address, length, ids, len(ids))
-        if result != scs.COMM_SUCCESS:
-            raise _Failure(ids[0], result, 0)
+        self._check(ids[0], self._packets.syncReadTx(self._port, address, length, ids, len(ids)), 0)
         return {motor_id: self._reply(motor_id, length) for motor_id in ids}
 
     def _reply(self, motor_id: int, length: int) -> bytes:
@@ -441,10 +437,10 @@ class FeetechBus:
         later instruction as "port busy", a refusal a write gets no reply to notice by."""
         with self._lock:
             self._port.is_using = False
-            if self._cut_short:
-                self._recover()  # the replies to an exchange cut short may still be on their way
-            self._cut_short = True
             try:
+                if self._cut_short:
+                    self._recover()  # the replies to an exchange cut short may still be on their way
+                self._cut_short = True
                 yield
             except (OSError, termios.error, serial.SerialException) as exc:  # termios.error: the device went away
                 raise BusError(f"serial port {self.port} failed: {exc}: check that the USB cable is still plugged in") from exc
